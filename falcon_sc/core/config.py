@@ -1,0 +1,93 @@
+"""Hyperparameters of a FALCON run and the named presets."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, Literal
+
+
+@dataclass(frozen=True)
+class FalconConfig:
+    """Every hyperparameter of a FALCON run.
+
+    Schedules are given as fractions of the total number of optimisation steps, so they mean the same on
+    700 cells and on 372k cells (the paper's "epoch 6 of 10" is ``0.6``).
+    """
+
+    # Fine classifier: ``n_layers`` Linear+ReLU blocks of ``hidden_dim`` units, then a linear head to K_F.
+    n_layers: int = 4
+    hidden_dim: int = 64
+    # Optimisation.
+    epochs: int = 10
+    batch_size: int = 1024
+    lr: float = 0.1
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    lr_milestones: tuple[float, ...] = (0.6, 0.8)
+    lr_gamma: float = 0.1
+    grad_clip: float | None = None
+    # Small-data rule: the batch shrinks so an epoch has at least ``min_steps_per_epoch`` steps, and epochs
+    # are added until training has at least ``min_total_steps`` steps.
+    min_steps_per_epoch: int = 1
+    min_total_steps: int = 0
+    # Objective λ1·L_coarse + λ2·(L_NN + L_conf) + λ3·L_reg.
+    lambda_coarse: float = 0.5
+    lambda_consistency: float = 0.5
+    lambda_reg: float = 0.5
+    prior: Literal["uniform", "relationship"] = "uniform"
+    temperature: float = 0.9
+    # Rebalance each batch's confidence targets to M's marginal (Sinkhorn–Knopp) before hardening them.
+    balanced_targets: bool = False
+    n_neighbors: int = 20
+    n_sampled_neighbors: int = 5
+    ema_decay: float = 0.99
+    # Soft → hard targets (cosine) and the balance weight λ_M both act during this first part of training.
+    soft_target_fraction: float = 0.3
+    balance_weight: float = 0.005
+    # M is re-solved every ``solve_every`` steps, and at least ``min_solves_per_epoch`` times per epoch.
+    solve_every: int = 25
+    min_solves_per_epoch: int = 1
+    relationship_init: Literal["random", "proportional"] = "random"
+    # "default": PyTorch's initialisation; "pca": first layer starts as whitened principal components.
+    classifier_init: Literal["default", "pca"] = "default"
+    # Input transform applied by the engine: none, or unit L2 norm per cell (the geometry of the cosine kNN).
+    input_scaling: Literal["none", "l2"] = "none"
+    # Divergence guard: on a non-finite loss, restore the last good state and halve the learning rate.
+    max_recoveries: int = 3
+    solver_time_limit: float = 60.0
+
+    def replace(self, **changes: Any) -> FalconConfig:
+        """A copy with ``changes`` applied; unknown names raise a :class:`TypeError` listing valid ones."""
+        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
+        if unknown:
+            valid = ", ".join(f.name for f in dataclasses.fields(self))
+            raise TypeError(f"Unknown FALCON option(s) {sorted(unknown)}; valid options are: {valid}.")
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+
+#: The published single-cell recipe (paper, Table/appendix configuration), unchanged.
+PAPER = FalconConfig()
+
+#: Our defaults, tuned for datasets of a few thousand cells and identical in spirit at atlas scale.
+DEFAULT = PAPER.replace(
+    min_steps_per_epoch=8,
+    min_total_steps=1500,
+    min_solves_per_epoch=2,
+)
+
+PRESETS: dict[str, FalconConfig] = {"paper": PAPER, "default": DEFAULT}
+
+
+def get_config(preset: str | FalconConfig = "default", **overrides: Any) -> FalconConfig:
+    """Resolve a preset name (``"default"`` or ``"paper"``) or a config, then apply ``overrides``."""
+    if isinstance(preset, FalconConfig):
+        base = preset
+    elif preset in PRESETS:
+        base = PRESETS[preset]
+    else:
+        raise ValueError(f"Unknown preset {preset!r}; choose one of {sorted(PRESETS)} or pass a FalconConfig.")
+    return base.replace(**overrides) if overrides else base

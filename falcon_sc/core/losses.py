@@ -1,0 +1,95 @@
+"""FALCON's loss terms on plain tensors.
+
+Shapes: ``B`` cells in a batch, ``L`` sampled neighbours per cell, ``K_F`` fine and ``K_C`` coarse classes.
+``relationship`` is the ``(K_F, K_C)`` 0/1 matrix M.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+_EPS = 1e-8
+
+
+def coarse_log_probs(logits: torch.Tensor, relationship: torch.Tensor) -> torch.Tensor:
+    """``(B, K_C)`` log-probabilities of the coarse classes: ``log Σ_{f: M[f,c]=1} softmax(logits)_f``."""
+    log_p = F.log_softmax(logits, dim=1)
+    log_mask = torch.log(relationship.to(log_p.dtype))  # 0 where M = 1, -inf where M = 0
+    return torch.logsumexp(log_p.unsqueeze(2) + log_mask.unsqueeze(0), dim=1)
+
+
+def coarse_loss(logits: torch.Tensor, relationship: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """L_coarse: cross-entropy of the coarse prediction obtained through M against the coarse labels."""
+    return F.nll_loss(coarse_log_probs(logits, relationship), coarse)
+
+
+def neighbor_loss(probs: torch.Tensor, neighbor_probs: torch.Tensor) -> torch.Tensor:
+    """L_NN: ``−mean log(p_EMA(x̂)ᵀ p(x))`` over cells ``(B, K_F)`` and their neighbours ``(B, L, K_F)``."""
+    agreement = torch.einsum("bk,blk->bl", probs, neighbor_probs)
+    return -torch.log(agreement.clamp_min(_EPS)).mean()
+
+
+def confidence_targets(
+    teacher_logits: torch.Tensor,
+    allowed: torch.Tensor,
+    temperature: float,
+    hardness: float,
+    balance_to: torch.Tensor | None = None,
+    n_iters: int = 3,
+) -> torch.Tensor:
+    """Targets for L_conf.
+
+    ``q = softmax(teacher_logits / T)`` restricted to the ``allowed`` fine classes ``(B, K_F)`` (those that M
+    assigns to each cell's coarse class), blended towards its one-hot argmax with weight ``hardness``.
+
+    With ``balance_to`` (a ``(K_F,)`` marginal), ``q`` is first rescaled by ``n_iters`` Sinkhorn–Knopp steps so
+    that the batch's targets follow that marginal while each row still sums to 1. Without it, a teacher that
+    slightly prefers one fine class for every cell of a coarse class hands that class to all of them.
+    """
+    masked = (teacher_logits / temperature).masked_fill(~allowed, float("-inf"))
+    soft = F.softmax(masked, dim=1)
+    if balance_to is not None:
+        soft = _sinkhorn(soft, balance_to, n_iters)
+    if hardness <= 0:
+        return soft
+    hard = F.one_hot(soft.argmax(1), soft.shape[1]).to(soft.dtype)
+    return (1.0 - hardness) * soft + hardness * hard
+
+
+def _sinkhorn(q: torch.Tensor, marginal: torch.Tensor, n_iters: int) -> torch.Tensor:
+    target_cols = marginal * q.shape[0]
+    for _ in range(n_iters):
+        q = q * (target_cols / q.sum(0).clamp_min(_EPS))
+        q = q / q.sum(1, keepdim=True).clamp_min(_EPS)
+    return q
+
+
+def confidence_loss(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """L_conf: cross-entropy of the student's log-probabilities against the (detached) targets."""
+    return -(targets * log_probs).sum(1).mean()
+
+
+def marginal_regularizer(probs: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
+    """L_reg: ``KL(p̄ ‖ prior)`` of the batch-mean prediction ``p̄``.
+
+    With the uniform prior (``None``) this is the paper's ``log K_F − H(p̄)``.
+    """
+    mean_p = probs.mean(0).clamp_min(_EPS)
+    if prior is None:
+        return math.log(probs.shape[1]) + (mean_p * torch.log(mean_p)).sum()
+    return (mean_p * (torch.log(mean_p) - torch.log(prior.clamp_min(_EPS)))).sum()
+
+
+def relationship_prior(relationship: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    """Marginal over fine classes implied by M and the batch's coarse labels.
+
+    Each coarse class keeps its share of the batch, split evenly over the fine classes M gives it. Unlike the
+    uniform prior, this does not ask a rare coarse class to fill as many cells as a common one.
+    """
+    n_coarse = relationship.shape[1]
+    coarse_share = torch.bincount(coarse, minlength=n_coarse).to(relationship.dtype) / coarse.numel()
+    per_coarse = relationship.sum(0)
+    return relationship @ (coarse_share / per_coarse)

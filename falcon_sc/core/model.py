@@ -1,0 +1,44 @@
+"""The fine classifier and its exponential-moving-average teacher."""
+
+from __future__ import annotations
+
+import copy
+
+import torch
+from torch import nn
+
+
+def make_mlp(n_inputs: int, n_outputs: int, *, n_layers: int = 4, hidden_dim: int = 64) -> nn.Sequential:
+    """``n_layers`` blocks of Linear + ReLU with ``hidden_dim`` units, then a linear head to ``n_outputs``."""
+    if n_layers < 0 or hidden_dim < 1:
+        raise ValueError(f"n_layers must be ≥ 0 and hidden_dim ≥ 1, got {n_layers} and {hidden_dim}.")
+    layers: list[nn.Module] = []
+    width = n_inputs
+    for _ in range(n_layers):
+        layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
+        width = hidden_dim
+    layers.append(nn.Linear(width, n_outputs))
+    return nn.Sequential(*layers)
+
+
+class EMATeacher:
+    """A frozen copy of a model whose weights follow ``θ_t ← d·θ_t + (1 − d)·θ_s`` after every step."""
+
+    def __init__(self, student: nn.Module, decay: float):
+        if not 0.0 <= decay <= 1.0:
+            raise ValueError(f"EMA decay must be in [0, 1], got {decay}.")
+        self.decay = decay
+        self.module = copy.deepcopy(student).eval()
+        for p in self.module.parameters():
+            p.requires_grad_(False)
+
+    @torch.no_grad()
+    def update(self, student: nn.Module) -> None:
+        for t, s in zip(self.module.parameters(), student.parameters(), strict=True):
+            t.lerp_(s.detach(), 1.0 - self.decay)
+        for t, s in zip(self.module.buffers(), student.buffers(), strict=True):
+            t.copy_(s)
+
+    @torch.no_grad()
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        return self.module(x)

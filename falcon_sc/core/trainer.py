@@ -1,0 +1,345 @@
+"""FALCON's alternating optimisation: train the fine classifier, re-solve M, repeat.
+
+Everything stays on one device: the input matrix, the neighbour table and the coarse labels are tensors,
+batches and their sampled neighbours are drawn by index, and the EMA predictions that feed the M-step are
+accumulated there too. There is no per-cell Python in the loop.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm.auto import tqdm
+
+from . import losses
+from .config import FalconConfig
+from .model import EMATeacher, make_mlp
+from .neighbors import NeighborGraph
+from .relationship import solve_relationship
+from .schedule import Schedule
+
+logger = logging.getLogger(__name__)
+
+LOSS_TERMS = ("coarse", "neighbor", "confidence", "reg", "total")
+
+
+@dataclass
+class FalconResult:
+    """What a FALCON run produced (fine classes in the engine's internal order)."""
+
+    probs: np.ndarray  # (n, K_F) float32: teacher softmax over all fine classes
+    labels: np.ndarray  # (n,) int64: most probable fine class among those M gives the cell's coarse class
+    confidence: np.ndarray  # (n,) float32: that class's probability renormalised within the coarse class
+    relationship: np.ndarray  # (K_F, K_C) int8
+    history: dict[str, list[float]]
+    objective: dict[str, float]
+    schedule: Schedule
+    n_solves: int
+    n_recoveries: int
+    timings: dict[str, float] = field(default_factory=dict)
+
+
+def proportional_relationship(coarse_sizes: np.ndarray, n_fine: int) -> np.ndarray:
+    """M giving each coarse class one fine class plus a share of the rest proportional to its size.
+
+    The ``n_fine − K_C`` extra classes are split by largest remainder; ties go to the larger class.
+    """
+    coarse_sizes = np.asarray(coarse_sizes, dtype=np.float64)
+    n_coarse = coarse_sizes.size
+    extra = n_fine - n_coarse
+    quota = extra * coarse_sizes / coarse_sizes.sum() if coarse_sizes.sum() > 0 else np.zeros(n_coarse)
+    counts = np.floor(quota).astype(int)
+    order = np.lexsort((-coarse_sizes, -(quota - counts)))
+    counts[order[: extra - counts.sum()]] += 1
+    return fixed_relationship(counts + 1)
+
+
+def fixed_relationship(fine_per_coarse: np.ndarray) -> np.ndarray:
+    """M with ``fine_per_coarse[c]`` consecutive fine classes under coarse class ``c``."""
+    fine_per_coarse = np.asarray(fine_per_coarse, dtype=int)
+    parents = np.repeat(np.arange(fine_per_coarse.size), fine_per_coarse)
+    return np.eye(fine_per_coarse.size, dtype=np.int8)[parents]
+
+
+class _DivergenceGuard:
+    """Keeps the last good training state; restores it with a halved learning rate on a non-finite loss."""
+
+    def __init__(self, max_recoveries: int):
+        self.max_recoveries = max_recoveries
+        self.recoveries = 0
+        self.lr_scale = 1.0
+        self._state = None
+
+    def save(self, model, teacher, optimizer) -> None:
+        self._state = copy.deepcopy(
+            (model.state_dict(), teacher.module.state_dict(), optimizer.state_dict())
+        )
+
+    def recover(self, model, teacher, optimizer, step: int) -> None:
+        if self.recoveries >= self.max_recoveries:
+            raise FloatingPointError(
+                f"FALCON training diverged (non-finite loss at step {step}) and did not recover after "
+                f"{self.max_recoveries} restarts with a halved learning rate. Lower `lr`, set `grad_clip`, "
+                "or check the input for extreme values."
+            )
+        self.recoveries += 1
+        self.lr_scale *= 0.5
+        model_state, teacher_state, optimizer_state = self._state
+        model.load_state_dict(model_state)
+        teacher.module.load_state_dict(teacher_state)
+        optimizer.load_state_dict(optimizer_state)
+        logger.warning(
+            "Non-finite loss at step %d: restored the last good state and halved the learning rate (%d/%d).",
+            step,
+            self.recoveries,
+            self.max_recoveries,
+        )
+
+
+def _scale_inputs(data: torch.Tensor, scaling: str) -> torch.Tensor:
+    if scaling == "l2":
+        return F.normalize(data, dim=1)
+    if scaling == "standardize":
+        # Per-feature z-scores clipped at ±10, as scanpy's pp.scale(max_value=10).
+        centred = data - data.mean(0)
+        return (centred / data.std(0).clamp_min(1e-6)).clamp(-10.0, 10.0)
+    if scaling == "none":
+        return data
+    raise ValueError(f"Unknown input_scaling {scaling!r}; use 'none', 'l2' or 'standardize'.")
+
+
+@torch.no_grad()
+def _init_first_layer_with_pca(model: torch.nn.Sequential, x: torch.Tensor, generator) -> None:
+    """Start the first layer as the projection on the top principal components, whitened and centred.
+
+    A randomly initialised MLP maps all cells of a class to nearly the same output, so the first hard
+    targets send every cell to one fine class. Starting from principal components, the hidden units already
+    vary along the main axes of biological variation.
+    """
+    first = model[0]
+    width = first.out_features
+    sample = x[torch.randperm(x.shape[0], generator=generator, device=x.device)[:50_000]]
+    mean = sample.mean(0)
+    q = min(width, *sample.shape)
+    _, _, v = torch.pca_lowrank(sample - mean, q=q, center=False, niter=4)
+    scores = (sample - mean) @ v
+    weight = (v / scores.std(0).clamp_min(1e-6)).T  # (q, d): unit-variance PC scores
+    first.weight[:q] = weight
+    first.bias[:q] = -(weight @ mean)
+
+
+@torch.no_grad()
+def _predict_logits(module: torch.nn.Module, data: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
+    return torch.cat([module(data[i : i + chunk]) for i in range(0, data.shape[0], chunk)])
+
+
+def train_falcon(
+    data: np.ndarray | torch.Tensor,
+    coarse: np.ndarray,
+    neighbors: NeighborGraph,
+    *,
+    n_fine: int | None = None,
+    n_coarse: int | None = None,
+    fixed: np.ndarray | None = None,
+    config: FalconConfig,
+    random_state: int = 0,
+    device: str | torch.device = "cpu",
+    progress: bool = True,
+) -> FalconResult:
+    """Run FALCON on a dense ``(n, d)`` matrix with integer coarse labels in ``[0, n_coarse)``.
+
+    Either ``n_fine`` is given and M is learned, or ``fixed`` is a ``(K_F, K_C)`` relationship that stays
+    unchanged (no M-step).
+    """
+    timings: dict[str, float] = {}
+    t0 = time.perf_counter()
+    device = torch.device(device)
+    coarse = np.asarray(coarse, dtype=np.int64)
+    n_cells = coarse.size
+    n_coarse = int(n_coarse if n_coarse is not None else coarse.max() + 1)
+    coarse_sizes = np.bincount(coarse, minlength=n_coarse)
+    learn_relationship = fixed is None
+    if learn_relationship:
+        if n_fine is None:
+            raise ValueError("Pass either n_fine (learn M) or fixed (a given relationship).")
+    else:
+        fixed = np.asarray(fixed, dtype=np.int8)
+        n_fine = fixed.shape[0]
+
+    schedule = Schedule.build(config, n_cells)
+    generator = torch.Generator(device=device).manual_seed(int(random_state))
+    torch.manual_seed(int(random_state))  # parameter initialisation uses the global generator
+
+    x_all = _scale_inputs(torch.as_tensor(data, dtype=torch.float32).to(device), config.input_scaling)
+    coarse_t = torch.as_tensor(coarse, device=device)
+    nbr_idx = torch.as_tensor(neighbors.indices, device=device)
+    nbr_valid = torch.as_tensor(neighbors.n_valid, device=device)
+
+    model = make_mlp(x_all.shape[1], n_fine, n_layers=config.n_layers, hidden_dim=config.hidden_dim).to(device)
+    if config.classifier_init == "pca":
+        _init_first_layer_with_pca(model, x_all, generator)
+    teacher = EMATeacher(model, config.ema_decay)
+    optimizer = torch.optim.SGD(
+        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
+    )
+
+    if not learn_relationship:
+        relationship = fixed
+    elif config.relationship_init == "proportional":
+        relationship = proportional_relationship(coarse_sizes, n_fine)
+    elif config.relationship_init == "random":
+        random_cost = torch.rand(n_fine, n_coarse, generator=generator, device=device).cpu().numpy()
+        relationship = solve_relationship(
+            random_cost, config.balance_weight, time_limit=config.solver_time_limit
+        )
+    else:
+        raise ValueError(f"Unknown relationship_init {config.relationship_init!r}.")
+    rel_t = torch.as_tensor(relationship, dtype=torch.float32, device=device)
+    prob_sums = torch.zeros(n_coarse, n_fine, device=device)
+    n_accumulated = 0
+
+    guard = _DivergenceGuard(config.max_recoveries)
+    guard.save(model, teacher, optimizer)
+    history: dict[str, list[float]] = defaultdict(list)
+    n_solves = 0
+    solve_time = 0.0
+    timings["setup"] = time.perf_counter() - t0
+    t_train = time.perf_counter()
+
+    step = 0
+    batch = schedule.batch_size
+    n_sampled = config.n_sampled_neighbors
+    for epoch in tqdm(range(schedule.epochs), desc="FALCON", unit="epoch", disable=not progress):
+        sums = torch.zeros(len(LOSS_TERMS), device=device)
+        changes_this_epoch = 0
+        perm = torch.randperm(n_cells, generator=generator, device=device)
+        for b in range(schedule.steps_per_epoch):
+            lr = config.lr * guard.lr_scale * schedule.lr_factor(step, config.lr_gamma)
+            for group in optimizer.param_groups:
+                group["lr"] = lr
+            idx = perm[b * batch : (b + 1) * batch]
+            c = coarse_t[idx]
+            pick = (torch.rand(idx.numel(), n_sampled, generator=generator, device=device) * nbr_valid[idx, None])
+            nbrs = nbr_idx[idx[:, None], pick.long()]
+            x = x_all[idx]
+
+            teacher_logits = teacher(torch.cat([x, x_all[nbrs.reshape(-1)]]))
+            t_self = teacher_logits[: idx.numel()]
+            t_nbr_probs = F.softmax(teacher_logits[idx.numel() :], dim=1).view(idx.numel(), n_sampled, -1)
+            allowed = rel_t[:, c].T.bool()
+
+            logits = model(x)
+            log_probs = F.log_softmax(logits, dim=1)
+            probs = log_probs.exp()
+            prior = losses.relationship_prior(rel_t, c) if config.prior == "relationship" else None
+            targets = losses.confidence_targets(
+                t_self,
+                allowed,
+                config.temperature,
+                schedule.hardness(step),
+                balance_to=losses.relationship_prior(rel_t, c) if config.balanced_targets else None,
+            )
+            l_coarse = losses.coarse_loss(logits, rel_t, c)
+            l_nn = losses.neighbor_loss(probs, t_nbr_probs)
+            l_conf = losses.confidence_loss(log_probs, targets)
+            l_reg = losses.marginal_regularizer(probs, prior)
+            total = (
+                config.lambda_coarse * l_coarse
+                + config.lambda_consistency * (l_nn + l_conf)
+                + config.lambda_reg * l_reg
+            )
+            if not torch.isfinite(total):
+                guard.recover(model, teacher, optimizer, step)
+                step += 1
+                continue
+
+            optimizer.zero_grad(set_to_none=True)
+            total.backward()
+            if config.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            optimizer.step()
+            teacher.update(model)
+            sums += torch.stack([l_coarse, l_nn, l_conf, l_reg, total]).detach()
+
+            if learn_relationship:
+                prob_sums.index_add_(0, c, F.softmax(t_self, dim=1))
+                n_accumulated += idx.numel()
+                if (step + 1) % schedule.solve_every == 0:
+                    t_solve = time.perf_counter()
+                    # The paper's C = Y_ohᵀ P / N over the cells seen since the last solve.
+                    cost = (prob_sums.T / n_accumulated).double().cpu().numpy()
+                    weight = config.balance_weight if schedule.in_soft_phase(step) else 0.0
+                    new = solve_relationship(cost, weight, time_limit=config.solver_time_limit)
+                    changes_this_epoch += int((new.argmax(1) != relationship.argmax(1)).sum())
+                    relationship = new
+                    rel_t = torch.as_tensor(relationship, dtype=torch.float32, device=device)
+                    prob_sums.zero_()
+                    n_accumulated = 0
+                    n_solves += 1
+                    solve_time += time.perf_counter() - t_solve
+                    guard.save(model, teacher, optimizer)
+            step += 1
+
+        means = (sums / schedule.steps_per_epoch).tolist()
+        for name, value in zip(LOSS_TERMS, means, strict=True):
+            history[name].append(value)
+        history["relationship_changes"].append(float(changes_this_epoch))
+        history["lr"].append(lr)
+
+    timings["training"] = time.perf_counter() - t_train - solve_time
+    timings["relationship_solves"] = solve_time
+
+    t_pred = time.perf_counter()
+    teacher_logits = _predict_logits(teacher.module, x_all)
+    result = _finalise(teacher_logits, coarse_t, nbr_idx, rel_t, config)
+    timings["prediction"] = time.perf_counter() - t_pred
+    probs, labels, confidence, objective = result
+    return FalconResult(
+        probs=probs,
+        labels=labels,
+        confidence=confidence,
+        relationship=np.asarray(relationship, dtype=np.int8),
+        history=dict(history),
+        objective=objective,
+        schedule=schedule,
+        n_solves=n_solves,
+        n_recoveries=guard.recoveries,
+        timings=timings,
+    )
+
+
+@torch.no_grad()
+def _finalise(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig):
+    """Labels restricted to each cell's coarse class, and the objective's terms on all cells."""
+    probs = F.softmax(logits, dim=1)
+    allowed = rel_t[:, coarse_t].T.bool()
+    within = probs.masked_fill(~allowed, 0.0)
+    within = within / within.sum(1, keepdim=True).clamp_min(1e-12)
+    confidence, labels = within.max(1)
+    log_probs = F.log_softmax(logits, dim=1)
+    prior = losses.relationship_prior(rel_t, coarse_t) if config.prior == "relationship" else None
+    terms = {
+        "coarse": losses.coarse_loss(logits, rel_t, coarse_t),
+        "neighbor": losses.neighbor_loss(probs, probs[nbr_idx]),
+        "confidence": losses.confidence_loss(log_probs, F.one_hot(labels, probs.shape[1]).float()),
+        "reg": losses.marginal_regularizer(probs, prior),
+    }
+    terms["total"] = (
+        config.lambda_coarse * terms["coarse"]
+        + config.lambda_consistency * (terms["neighbor"] + terms["confidence"])
+        + config.lambda_reg * terms["reg"]
+    )
+    objective = {name: float(value) for name, value in terms.items()}
+    return (
+        probs.cpu().numpy().astype(np.float32),
+        labels.cpu().numpy().astype(np.int64),
+        confidence.cpu().numpy().astype(np.float32),
+        objective,
+    )
