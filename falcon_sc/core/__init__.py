@@ -1,0 +1,33 @@
+"""FALCON's engine on plain arrays and tensors: no AnnData here.
+
+Modules: ``relationship`` (exact M-step with HiGHS), ``losses`` (the objective's terms), ``neighbors``
+(within-class kNN), ``model`` (MLP and EMA teacher), ``schedule`` (steps, phases), ``trainer`` (the
+alternating optimisation), ``pipeline`` (neighbours + training in one call), ``config`` (hyperparameters
+and presets).
+"""
+
+from .config import DEFAULT, PAPER, PRESETS, FalconConfig, get_config
+from .neighbors import NeighborGraph, within_group_neighbors
+from .pipeline import run_falcon
+from .relationship import relationship_objective, solve_relationship, solve_relationships
+from .schedule import Schedule
+from .trainer import FalconResult, fixed_relationship, proportional_relationship, train_falcon
+
+__all__ = [
+    "DEFAULT",
+    "PAPER",
+    "PRESETS",
+    "FalconConfig",
+    "FalconResult",
+    "NeighborGraph",
+    "Schedule",
+    "fixed_relationship",
+    "get_config",
+    "proportional_relationship",
+    "relationship_objective",
+    "run_falcon",
+    "solve_relationship",
+    "solve_relationships",
+    "train_falcon",
+    "within_group_neighbors",
+]

@@ -37,39 +37,32 @@ def confidence_targets(
     allowed: torch.Tensor,
     temperature: float,
     hardness: float,
-    balance_to: torch.Tensor | None = None,
-    n_iters: int = 3,
-) -> torch.Tensor:
-    """Targets for L_conf.
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Targets for L_conf, and the teacher's confidence in each (the soft target's largest entry).
 
     ``q = softmax(teacher_logits / T)`` restricted to the ``allowed`` fine classes ``(B, K_F)`` (those that M
     assigns to each cell's coarse class), blended towards its one-hot argmax with weight ``hardness``.
-
-    With ``balance_to`` (a ``(K_F,)`` marginal), ``q`` is first rescaled by ``n_iters`` Sinkhorn–Knopp steps so
-    that the batch's targets follow that marginal while each row still sums to 1. Without it, a teacher that
-    slightly prefers one fine class for every cell of a coarse class hands that class to all of them.
     """
     masked = (teacher_logits / temperature).masked_fill(~allowed, float("-inf"))
     soft = F.softmax(masked, dim=1)
-    if balance_to is not None:
-        soft = _sinkhorn(soft, balance_to, n_iters)
+    confidence, argmax = soft.max(1)
     if hardness <= 0:
-        return soft
-    hard = F.one_hot(soft.argmax(1), soft.shape[1]).to(soft.dtype)
-    return (1.0 - hardness) * soft + hardness * hard
+        return soft, confidence
+    hard = F.one_hot(argmax, soft.shape[1]).to(soft.dtype)
+    return (1.0 - hardness) * soft + hardness * hard, confidence
 
 
-def _sinkhorn(q: torch.Tensor, marginal: torch.Tensor, n_iters: int) -> torch.Tensor:
-    target_cols = marginal * q.shape[0]
-    for _ in range(n_iters):
-        q = q * (target_cols / q.sum(0).clamp_min(_EPS))
-        q = q / q.sum(1, keepdim=True).clamp_min(_EPS)
-    return q
+def confidence_loss(
+    log_probs: torch.Tensor, targets: torch.Tensor, confident: torch.Tensor | None = None
+) -> torch.Tensor:
+    """L_conf: cross-entropy of the student's log-probabilities against the (detached) targets.
 
-
-def confidence_loss(log_probs: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-    """L_conf: cross-entropy of the student's log-probabilities against the (detached) targets."""
-    return -(targets * log_probs).sum(1).mean()
+    With a boolean ``confident`` mask, other cells contribute zero (the mean still runs over the batch).
+    """
+    per_cell = -(targets * log_probs).sum(1)
+    if confident is not None:
+        per_cell = per_cell * confident
+    return per_cell.mean()
 
 
 def marginal_regularizer(probs: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
@@ -91,5 +84,4 @@ def relationship_prior(relationship: torch.Tensor, coarse: torch.Tensor) -> torc
     """
     n_coarse = relationship.shape[1]
     coarse_share = torch.bincount(coarse, minlength=n_coarse).to(relationship.dtype) / coarse.numel()
-    per_coarse = relationship.sum(0)
-    return relationship @ (coarse_share / per_coarse)
+    return relationship @ (coarse_share / relationship.sum(0))

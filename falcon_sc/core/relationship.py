@@ -121,9 +121,7 @@ def _run(lp: highspy.HighsLp, time_limit: float, integer: bool) -> np.ndarray:
     return np.asarray(highs.getSolution().col_value)
 
 
-def solve_relationship(
-    cost: np.ndarray, balance_weight: float = 0.0, *, time_limit: float = 60.0
-) -> np.ndarray:
+def solve_relationship(cost: np.ndarray, balance_weight: float = 0.0, *, time_limit: float = 60.0) -> np.ndarray:
     """Solve FALCON's relationship step exactly.
 
     Parameters

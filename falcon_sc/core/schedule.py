@@ -12,7 +12,7 @@ from .config import FalconConfig
 class Schedule:
     """How many steps to take, in what batches, and when each phase ends.
 
-    The small-data rule: ``batch_size = min(config.batch_size, ceil(n_cells / config.min_steps_per_epoch))``
+    The small-data rule: ``batch_size = min(config.batch_size, n_cells // config.min_steps_per_epoch)``
     and ``steps_per_epoch = max(1, n_cells // batch_size)``; epochs are then added until
     ``epochs · steps_per_epoch ≥ config.min_total_steps``. M is re-solved every
     ``min(config.solve_every, steps_per_epoch // config.min_solves_per_epoch)`` steps (at least every step).
@@ -24,6 +24,7 @@ class Schedule:
     epochs: int
     solve_every: int
     soft_steps: int
+    first_solve_step: int
     lr_milestone_steps: tuple[int, ...]
 
     @property
@@ -34,7 +35,7 @@ class Schedule:
     def build(cls, config: FalconConfig, n_cells: int) -> Schedule:
         if n_cells < 1:
             raise ValueError("Cannot train on zero cells.")
-        batch_size = max(1, min(config.batch_size, math.ceil(n_cells / max(1, config.min_steps_per_epoch))))
+        batch_size = max(1, min(config.batch_size, n_cells // max(1, config.min_steps_per_epoch)))
         steps_per_epoch = max(1, n_cells // batch_size)
         epochs = max(config.epochs, math.ceil(config.min_total_steps / steps_per_epoch))
         total = epochs * steps_per_epoch
@@ -45,6 +46,7 @@ class Schedule:
             epochs=epochs,
             solve_every=solve_every,
             soft_steps=round(config.soft_target_fraction * total),
+            first_solve_step=round(config.first_solve_fraction * total),
             lr_milestone_steps=tuple(round(m * total) for m in config.lr_milestones),
         )
 
@@ -53,6 +55,10 @@ class Schedule:
         if step >= self.soft_steps:
             return 1.0
         return 0.5 * (1.0 - math.cos(math.pi * step / self.soft_steps))
+
+    def solves_at(self, step: int) -> bool:
+        """Whether M is re-solved after ``step`` (0-based)."""
+        return step >= self.first_solve_step and (step + 1) % self.solve_every == 0
 
     def in_soft_phase(self, step: int) -> bool:
         return step < self.soft_steps

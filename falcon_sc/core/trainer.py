@@ -44,6 +44,7 @@ class FalconResult:
     n_solves: int
     n_recoveries: int
     timings: dict[str, float] = field(default_factory=dict)
+    restart_objectives: list[float] = field(default_factory=list)
 
 
 def proportional_relationship(coarse_sizes: np.ndarray, n_fine: int) -> np.ndarray:
@@ -78,9 +79,7 @@ class _DivergenceGuard:
         self._state = None
 
     def save(self, model, teacher, optimizer) -> None:
-        self._state = copy.deepcopy(
-            (model.state_dict(), teacher.module.state_dict(), optimizer.state_dict())
-        )
+        self._state = copy.deepcopy((model.state_dict(), teacher.module.state_dict(), optimizer.state_dict()))
 
     def recover(self, model, teacher, optimizer, step: int) -> None:
         if self.recoveries >= self.max_recoveries:
@@ -101,38 +100,6 @@ class _DivergenceGuard:
             self.recoveries,
             self.max_recoveries,
         )
-
-
-def _scale_inputs(data: torch.Tensor, scaling: str) -> torch.Tensor:
-    if scaling == "l2":
-        return F.normalize(data, dim=1)
-    if scaling == "standardize":
-        # Per-feature z-scores clipped at ±10, as scanpy's pp.scale(max_value=10).
-        centred = data - data.mean(0)
-        return (centred / data.std(0).clamp_min(1e-6)).clamp(-10.0, 10.0)
-    if scaling == "none":
-        return data
-    raise ValueError(f"Unknown input_scaling {scaling!r}; use 'none', 'l2' or 'standardize'.")
-
-
-@torch.no_grad()
-def _init_first_layer_with_pca(model: torch.nn.Sequential, x: torch.Tensor, generator) -> None:
-    """Start the first layer as the projection on the top principal components, whitened and centred.
-
-    A randomly initialised MLP maps all cells of a class to nearly the same output, so the first hard
-    targets send every cell to one fine class. Starting from principal components, the hidden units already
-    vary along the main axes of biological variation.
-    """
-    first = model[0]
-    width = first.out_features
-    sample = x[torch.randperm(x.shape[0], generator=generator, device=x.device)[:50_000]]
-    mean = sample.mean(0)
-    q = min(width, *sample.shape)
-    _, _, v = torch.pca_lowrank(sample - mean, q=q, center=False, niter=4)
-    scores = (sample - mean) @ v
-    weight = (v / scores.std(0).clamp_min(1e-6)).T  # (q, d): unit-variance PC scores
-    first.weight[:q] = weight
-    first.bias[:q] = -(weight @ mean)
 
 
 @torch.no_grad()
@@ -177,14 +144,12 @@ def train_falcon(
     generator = torch.Generator(device=device).manual_seed(int(random_state))
     torch.manual_seed(int(random_state))  # parameter initialisation uses the global generator
 
-    x_all = _scale_inputs(torch.as_tensor(data, dtype=torch.float32).to(device), config.input_scaling)
+    x_all = torch.as_tensor(data, dtype=torch.float32).to(device)
     coarse_t = torch.as_tensor(coarse, device=device)
     nbr_idx = torch.as_tensor(neighbors.indices, device=device)
     nbr_valid = torch.as_tensor(neighbors.n_valid, device=device)
 
     model = make_mlp(x_all.shape[1], n_fine, n_layers=config.n_layers, hidden_dim=config.hidden_dim).to(device)
-    if config.classifier_init == "pca":
-        _init_first_layer_with_pca(model, x_all, generator)
     teacher = EMATeacher(model, config.ema_decay)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -196,9 +161,7 @@ def train_falcon(
         relationship = proportional_relationship(coarse_sizes, n_fine)
     elif config.relationship_init == "random":
         random_cost = torch.rand(n_fine, n_coarse, generator=generator, device=device).cpu().numpy()
-        relationship = solve_relationship(
-            random_cost, config.balance_weight, time_limit=config.solver_time_limit
-        )
+        relationship = solve_relationship(random_cost, config.balance_weight, time_limit=config.solver_time_limit)
     else:
         raise ValueError(f"Unknown relationship_init {config.relationship_init!r}.")
     rel_t = torch.as_tensor(relationship, dtype=torch.float32, device=device)
@@ -216,7 +179,7 @@ def train_falcon(
     step = 0
     batch = schedule.batch_size
     n_sampled = config.n_sampled_neighbors
-    for epoch in tqdm(range(schedule.epochs), desc="FALCON", unit="epoch", disable=not progress):
+    for _ in tqdm(range(schedule.epochs), desc="FALCON", unit="epoch", disable=not progress):
         sums = torch.zeros(len(LOSS_TERMS), device=device)
         changes_this_epoch = 0
         perm = torch.randperm(n_cells, generator=generator, device=device)
@@ -226,7 +189,7 @@ def train_falcon(
                 group["lr"] = lr
             idx = perm[b * batch : (b + 1) * batch]
             c = coarse_t[idx]
-            pick = (torch.rand(idx.numel(), n_sampled, generator=generator, device=device) * nbr_valid[idx, None])
+            pick = torch.rand(idx.numel(), n_sampled, generator=generator, device=device) * nbr_valid[idx, None]
             nbrs = nbr_idx[idx[:, None], pick.long()]
             x = x_all[idx]
 
@@ -239,16 +202,14 @@ def train_falcon(
             log_probs = F.log_softmax(logits, dim=1)
             probs = log_probs.exp()
             prior = losses.relationship_prior(rel_t, c) if config.prior == "relationship" else None
-            targets = losses.confidence_targets(
-                t_self,
-                allowed,
-                config.temperature,
-                schedule.hardness(step),
-                balance_to=losses.relationship_prior(rel_t, c) if config.balanced_targets else None,
+            targets, teacher_confidence = losses.confidence_targets(
+                t_self, allowed, config.temperature, schedule.hardness(step)
             )
             l_coarse = losses.coarse_loss(logits, rel_t, c)
             l_nn = losses.neighbor_loss(probs, t_nbr_probs)
-            l_conf = losses.confidence_loss(log_probs, targets)
+            # Early on the teacher is confident about no cell; its arbitrary preferences are then not imposed.
+            confident = teacher_confidence > config.confidence_threshold if config.confidence_threshold > 0 else None
+            l_conf = losses.confidence_loss(log_probs, targets, confident)
             l_reg = losses.marginal_regularizer(probs, prior)
             total = (
                 config.lambda_coarse * l_coarse
@@ -271,7 +232,7 @@ def train_falcon(
             if learn_relationship:
                 prob_sums.index_add_(0, c, F.softmax(t_self, dim=1))
                 n_accumulated += idx.numel()
-                if (step + 1) % schedule.solve_every == 0:
+                if schedule.solves_at(step):
                     t_solve = time.perf_counter()
                     # The paper's C = Y_ohᵀ P / N over the cells seen since the last solve.
                     cost = (prob_sums.T / n_accumulated).double().cpu().numpy()

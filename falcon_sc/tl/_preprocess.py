@@ -38,8 +38,7 @@ def detect_input_kind(matrix, where: str) -> str:
     values = _stored_values(matrix)
     if values.size and not np.isfinite(values).all():
         raise ValueError(
-            f"{where} contains non-finite values (NaN or inf). Remove or impute them before calling "
-            "discover_subtypes."
+            f"{where} contains non-finite values (NaN or inf). Remove or impute them before calling discover_subtypes."
         )
     if values.size and values.min() < 0:
         raise ValueError(
@@ -50,9 +49,7 @@ def detect_input_kind(matrix, where: str) -> str:
     return "counts" if np.all(sample == np.round(sample)) else "log-normalized"
 
 
-def prepare_input(
-    adata: ad.AnnData, *, layer: str | None, n_top_genes: int, batch_key: str | None
-) -> PreparedInput:
+def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, batch_key: str | None) -> PreparedInput:
     """Select highly variable genes and return log-normalised dense values for them.
 
     Counts: seurat_v3 HVGs on the counts, ``normalize_total(1e4)`` on all genes, ``log1p``. Log-normalised
@@ -75,9 +72,7 @@ def prepare_input(
         selected = np.arange(n_genes)
     else:
         # A lightweight AnnData that shares the matrix, so HVG selection writes nothing into the user's object.
-        view = ad.AnnData(
-            X=matrix, obs=adata.obs[[batch_key]] if batch_key else pd.DataFrame(index=adata.obs_names)
-        )
+        view = ad.AnnData(X=matrix, obs=adata.obs[[batch_key]] if batch_key else pd.DataFrame(index=adata.obs_names))
         view.var_names = adata.var_names
         flavor = "seurat_v3" if kind == "counts" else "seurat"
         with warnings.catch_warnings():

@@ -1,0 +1,188 @@
+"""Accuracy benchmark: FALCON against what a scanpy user would try instead.
+
+For each dataset the expression is preprocessed once (2,000 seurat_v3 HVGs, normalize_total 1e4, log1p,
+then 50 PCs for the baselines) and every method runs on that same data:
+
+- FALCON (default preset, M learned), FALCON given the true per-class counts, FALCON "paper" preset;
+- k-means inside each coarse class, K_F split in proportion to class size (the same information FALCON has);
+- k-means inside each coarse class with the true per-class counts ("oracle");
+- leiden with ``restrict_to`` each coarse class in turn (default resolution);
+- global k-means with K_F clusters.
+
+Prints a markdown table of ACC / ARI / NMI (and GED for FALCON; 0 = true tree), mean ± sd over seeds.
+
+    python bench/accuracy.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--seeds 0 1 2] [--datasets ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import scanpy as sc
+from sklearn.cluster import KMeans
+
+import falcon_sc as fs
+from falcon_sc import metrics
+from falcon_sc.core import proportional_relationship
+from falcon_sc.tl._preprocess import prepare_input
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+
+def load_datasets(names: list[str], pbmc3k: Path) -> dict[str, tuple[ad.AnnData, str, str]]:
+    out = {}
+    for name in names:
+        if name == "pbmc3k":
+            if not pbmc3k.exists():
+                print(f"skipping pbmc3k: {pbmc3k} not found")
+                continue
+            out[name] = (sc.read_h5ad(pbmc3k), "cell_type_coarse", "cell_type_fine")
+        elif name == "pbmc68k":
+            out[name] = (fs.datasets.pbmc68k_hierarchy(), "coarse", "fine")
+        elif name == "sim-4x10":
+            out[name] = (fs.datasets.simulate_hierarchy(3000, 2000, 4, 10, random_state=1), "coarse", "fine")
+        elif name == "sim-8x20":
+            sim = fs.datasets.simulate_hierarchy(6000, 2000, 8, 20, imbalance=1.0, random_state=2)
+            out[name] = (sim, "coarse", "fine")
+        else:
+            raise ValueError(f"unknown dataset {name}")
+    return out
+
+
+def kmeans_within(pcs, coarse, counts_per_class: dict, seed: int) -> np.ndarray:
+    labels = np.empty(len(coarse), dtype=object)
+    for c, k in counts_per_class.items():
+        idx = np.flatnonzero(coarse == c)
+        k = min(k, idx.size)
+        km = KMeans(k, n_init=10, random_state=seed).fit_predict(pcs[idx]) if k > 1 else np.zeros(idx.size, int)
+        labels[idx] = [f"{c}/{j}" for j in km]
+    return labels
+
+
+def leiden_restricted(adata: ad.AnnData, coarse_key: str, seed: int) -> np.ndarray:
+    work = adata.copy()
+    sc.pp.neighbors(work, use_rep="X_pca", random_state=seed)
+    work.obs["leiden_r"] = work.obs[coarse_key].astype(str).astype("category")
+    for c in work.obs[coarse_key].astype(str).unique():
+        sc.tl.leiden(
+            work,
+            restrict_to=("leiden_r", [c]),
+            key_added="leiden_r",
+            random_state=seed,
+            flavor="igraph",
+            n_iterations=2,
+            directed=False,
+        )
+    return work.obs["leiden_r"].astype(str).to_numpy()
+
+
+def scores(fine, labels) -> dict:
+    return {
+        "ACC": 100 * metrics.cluster_accuracy(fine, labels),
+        "ARI": 100 * metrics.adjusted_rand_index(fine, labels),
+        "NMI": 100 * metrics.normalized_mutual_info(fine, labels),
+    }
+
+
+def run_dataset(name, adata, coarse_key, fine_key, seeds) -> list[dict]:
+    coarse = adata.obs[coarse_key].astype(str).to_numpy()
+    fine = adata.obs[fine_key].astype(str).to_numpy()
+    n_fine = len(np.unique(fine))
+    true_tree = metrics.true_relationship(fine, coarse)
+    true_counts = true_tree.sum(0).to_dict()
+    classes, sizes = np.unique(coarse, return_counts=True)
+    proportional = dict(zip(classes, proportional_relationship(sizes, n_fine).sum(0), strict=True))
+
+    prepared = prepare_input(adata, layer=None, n_top_genes=2000, batch_key=None)
+    base = ad.AnnData(X=prepared.data, obs=adata.obs[[coarse_key]].copy())
+    sc.pp.pca(base, n_comps=50, random_state=0)
+    pcs = base.obsm["X_pca"]
+
+    rows = []
+    for seed in seeds:
+        runs = {}
+        for label, kwargs in (
+            ("FALCON", dict(n_fine=n_fine)),
+            ("FALCON (true counts)", dict(n_fine=true_counts)),
+            ("FALCON paper preset", dict(n_fine=n_fine, preset="paper")),
+        ):
+            work = adata.copy()
+            t = time.perf_counter()
+            fs.tl.discover_subtypes(work, coarse_key, random_state=seed, progress=False, **kwargs)
+            runs[label] = (work.obs["falcon"].astype(str).to_numpy(), time.perf_counter() - t)
+            learned = pd.DataFrame(
+                work.uns["falcon"]["relationship_matrix"], columns=work.uns["falcon"]["coarse_names"]
+            )
+            ged = metrics.graph_edit_distance(learned, true_tree)
+            rows.append(
+                {
+                    "dataset": name,
+                    "method": label,
+                    "seed": seed,
+                    "GED": ged,
+                    **scores(fine, runs[label][0]),
+                    "time_s": runs[label][1],
+                }
+            )
+        for label, fn in (
+            ("k-means per class, proportional K", lambda seed=seed: kmeans_within(pcs, coarse, proportional, seed)),
+            ("k-means per class, true K (oracle)", lambda seed=seed: kmeans_within(pcs, coarse, true_counts, seed)),
+            ("leiden restrict_to per class", lambda seed=seed: leiden_restricted(base, coarse_key, seed)),
+            ("global k-means, K_F", lambda seed=seed: KMeans(n_fine, n_init=10, random_state=seed).fit_predict(pcs)),
+        ):
+            t = time.perf_counter()
+            labels = fn()
+            rows.append(
+                {
+                    "dataset": name,
+                    "method": label,
+                    "seed": seed,
+                    "GED": np.nan,
+                    **scores(fine, labels),
+                    "time_s": time.perf_counter() - t,
+                }
+            )
+        print(f"  {name} seed {seed} done", flush=True)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--pbmc3k", type=Path, default=Path("../shared/data/pbmc3k_labeled.h5ad"))
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--datasets", nargs="+", default=["pbmc3k", "pbmc68k", "sim-4x10", "sim-8x20"])
+    args = parser.parse_args()
+    sc.settings.verbosity = 0
+    rows = []
+    for name, (adata, coarse_key, fine_key) in load_datasets(args.datasets, args.pbmc3k).items():
+        print(
+            f"{name}: {adata.n_obs} cells, {adata.obs[coarse_key].nunique()} coarse, "
+            f"{adata.obs[fine_key].nunique()} fine",
+            flush=True,
+        )
+        rows += run_dataset(name, adata, coarse_key, fine_key, args.seeds)
+    df = pd.DataFrame(rows)
+    summary = df.groupby(["dataset", "method"], sort=False).agg(["mean", "std"])
+    lines = ["| dataset | method | ACC | ARI | NMI | GED | time (s) |", "|---|---|---|---|---|---|---|"]
+    for (dataset, method), r in summary.iterrows():
+
+        def fmt(col, r=r):
+            return "–" if np.isnan(r[(col, "mean")]) else f"{r[(col, 'mean')]:.1f} ± {r[(col, 'std')]:.1f}"
+
+        lines.append(
+            f"| {dataset} | {method} | {fmt('ACC')} | {fmt('ARI')} | {fmt('NMI')} | {fmt('GED')} | "
+            f"{r[('time_s', 'mean')]:.1f} |"
+        )
+    print(f"\nseeds: {args.seeds}\n")
+    print("\n".join(lines))
+
+
+if __name__ == "__main__":
+    main()

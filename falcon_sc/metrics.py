@@ -1,0 +1,99 @@
+"""Evaluation of discovered subtypes against known fine labels and hierarchies."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from scipy.optimize import linear_sum_assignment
+from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
+
+__all__ = [
+    "adjusted_rand_index",
+    "cluster_accuracy",
+    "graph_edit_distance",
+    "normalized_mutual_info",
+    "true_relationship",
+]
+
+
+def _as_labels(labels, name: str) -> np.ndarray:
+    values = pd.Series(np.asarray(labels).ravel())
+    if values.isna().any():
+        raise ValueError(f"{name} contains missing labels; drop those cells before evaluating.")
+    return values.astype(str).to_numpy()
+
+
+def _paired(true_labels, predicted) -> tuple[np.ndarray, np.ndarray]:
+    true_labels, predicted = _as_labels(true_labels, "true_labels"), _as_labels(predicted, "predicted")
+    if true_labels.shape != predicted.shape:
+        raise ValueError(f"Label arrays differ in length: {true_labels.size} vs {predicted.size}.")
+    return true_labels, predicted
+
+
+def cluster_accuracy(true_labels, predicted) -> float:
+    """Accuracy after the best one-to-one matching of predicted to true classes (Hungarian algorithm).
+
+    Predicted classes left without a partner (when there are more of them than true classes) count as errors.
+    """
+    true_labels, predicted = _paired(true_labels, predicted)
+    table = pd.crosstab(predicted, true_labels).to_numpy()
+    rows, cols = linear_sum_assignment(table, maximize=True)
+    return float(table[rows, cols].sum() / true_labels.size)
+
+
+def adjusted_rand_index(true_labels, predicted) -> float:
+    """Adjusted Rand index (scikit-learn)."""
+    return float(adjusted_rand_score(*_paired(true_labels, predicted)))
+
+
+def normalized_mutual_info(true_labels, predicted) -> float:
+    """Normalised mutual information (scikit-learn, arithmetic normalisation)."""
+    return float(normalized_mutual_info_score(*_paired(true_labels, predicted)))
+
+
+def true_relationship(fine_labels, coarse_labels) -> pd.DataFrame:
+    """The true fine → coarse 0/1 matrix from two label columns, as a DataFrame (fine × coarse).
+
+    Raises a ValueError if a fine class occurs under more than one coarse class (not a hierarchy).
+    """
+    fine, coarse = _paired(fine_labels, coarse_labels)
+    table = pd.crosstab(fine, coarse)
+    parents_per_fine = (table > 0).sum(1)
+    if (parents_per_fine > 1).any():
+        bad = list(parents_per_fine.index[parents_per_fine > 1])
+        raise ValueError(f"Fine classes {bad} occur under several coarse classes; labels are not a hierarchy.")
+    return (table > 0).astype(np.int8)
+
+
+def graph_edit_distance(learned, true, *, normalized: bool = False) -> float:
+    """Graph edit distance between two coarse → fine trees over the same coarse classes.
+
+    Each tree is a 0/1 matrix (fine × coarse; DataFrames are aligned on their coarse columns, arrays must
+    list coarse classes in the same order) in which every fine node has exactly one edge, to its parent.
+    Coarse nodes are identified; fine nodes are matched to minimise the edits, each costing 1: deleting or
+    inserting a fine node, deleting or inserting an edge.
+
+    Closed form: with ``a_c`` and ``b_c`` fine classes under coarse class ``c`` and ``A = Σ a_c``,
+    ``B = Σ b_c``, the best matching pairs up ``s = Σ_c min(a_c, b_c)`` fine nodes with the same parent for
+    free. Every other matched pair moves its edge (2 edits) and every unmatched node is deleted or inserted
+    with its edge (2 edits), so ``GED = 2·(max(A, B) − s)``. With ``normalized=True`` the value is divided by
+    its largest possible value ``2·max(A, B)``, giving a number in [0, 1] (0 = identical trees).
+    """
+    if isinstance(learned, pd.DataFrame) or isinstance(true, pd.DataFrame):
+        if not (isinstance(learned, pd.DataFrame) and isinstance(true, pd.DataFrame)):
+            raise TypeError("Pass both trees as DataFrames (aligned by coarse column) or both as arrays.")
+        columns = learned.columns.union(true.columns)
+        learned = learned.reindex(columns=columns, fill_value=0).to_numpy()
+        true = true.reindex(columns=columns, fill_value=0).to_numpy()
+    learned, true = np.asarray(learned), np.asarray(true)
+    if learned.ndim != 2 or true.ndim != 2 or learned.shape[1] != true.shape[1]:
+        raise ValueError(
+            f"Both trees must be 2-D with the same coarse classes as columns; got {learned.shape} and {true.shape}."
+        )
+    for name, tree in (("learned", learned), ("true", true)):
+        if not np.all(tree.sum(1) == 1):
+            raise ValueError(f"Every fine class (row) of the {name} tree must have exactly one parent.")
+    per_coarse_a, per_coarse_b = learned.sum(0), true.sum(0)
+    largest = max(learned.shape[0], true.shape[0])
+    distance = 2.0 * (largest - np.minimum(per_coarse_a, per_coarse_b).sum())
+    return float(distance / (2.0 * largest)) if normalized else float(distance)

@@ -1,0 +1,194 @@
+from pathlib import Path
+
+import anndata as ad
+import numpy as np
+import pandas as pd
+import pytest
+from scipy import sparse
+
+import falcon_sc as fs
+from falcon_sc import metrics
+
+PBMC3K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pbmc3k_labeled.h5ad"
+FAST = dict(min_total_steps=200, progress=False)
+
+
+@pytest.fixture(scope="module")
+def separated():
+    """Well separated simulated subtypes: 900 cells, 3 coarse → 7 fine (true split 4 / 1 / 2)."""
+    return fs.datasets.simulate_hierarchy(900, 400, 3, 7, fine_separation=2.0, random_state=3)
+
+
+@pytest.fixture
+def small():
+    return fs.datasets.simulate_hierarchy(300, 120, 3, 5, random_state=0)
+
+
+def snapshot(adata):
+    return (adata.obs.copy(), dict(adata.obsm), set(adata.uns), adata.X.copy())
+
+
+def assert_unchanged(adata, snap):
+    obs, obsm, uns, x = snap
+    pd.testing.assert_frame_equal(adata.obs, obs)
+    assert set(adata.obsm) == set(obsm) and set(adata.uns) == uns
+    np.testing.assert_array_equal(adata.X.toarray(), x.toarray())  # NaN-aware
+
+
+def test_discovers_simulated_subtypes(separated):
+    adata = separated.copy()
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=7, n_top_genes=400, progress=False)
+    acc = metrics.cluster_accuracy(adata.obs["fine"], adata.obs["falcon"])
+    ari = metrics.adjusted_rand_index(adata.obs["fine"], adata.obs["falcon"])
+    # the coarse labels alone score ACC 0.41 here; all seven subtypes must be found, under the right parents
+    assert acc >= 0.8 and ari >= 0.75
+    learned = pd.DataFrame(adata.uns["falcon"]["relationship_matrix"], columns=adata.uns["falcon"]["coarse_names"])
+    true = metrics.true_relationship(adata.obs["fine"], adata.obs["coarse"])
+    assert metrics.graph_edit_distance(learned, true) == 0
+
+
+def test_outputs_follow_scanpy_conventions(small, tmp_path):
+    adata = small.copy()
+    assert fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, **FAST) is None
+    labels = adata.obs["falcon"]
+    assert isinstance(labels.dtype, pd.CategoricalDtype)
+    # every fine label is named after, and consistent with, the cell's coarse label
+    assert np.all(labels.astype(str).str.split("/").str[0] == adata.obs["coarse"].astype(str))
+    probs = adata.obsm["falcon_probs"]
+    assert probs.shape == (300, 5) and probs.dtype == np.float32
+    np.testing.assert_allclose(probs.sum(1), 1.0, atol=1e-5)
+    conf = adata.obs["falcon_confidence"].to_numpy()
+    assert np.all((conf > 0) & (conf <= 1 + 1e-6))
+    uns = adata.uns["falcon"]
+    m = uns["relationship_matrix"]
+    assert m.shape == (5, 3) and np.all(m.sum(1) == 1) and np.all(m.sum(0) >= 1)
+    assert list(uns["fine_names"]) == list(labels.cat.categories)
+    assert uns["relationship"]["n_cells"].sum() == 300
+    assert uns["fine_per_coarse"]["n_fine"].sum() == 5
+    assert uns["params"]["coarse_key"] == "coarse" and uns["params"]["input_kind"] == "counts"
+    assert len(uns["history"]["total"]) == uns["params"]["schedule"]["epochs"]
+    assert {"coarse", "neighbor", "confidence", "reg", "total"} <= set(uns["objective"])
+    assert len(uns["genes"]) == 100
+    adata.write_h5ad(tmp_path / "out.h5ad")  # everything stored must be writable
+    back = ad.read_h5ad(tmp_path / "out.h5ad")
+    assert back.obs["falcon"].equals(adata.obs["falcon"])
+
+
+def test_same_seed_same_labels_and_copy_leaves_input_untouched(small):
+    snap = snapshot(small)
+    a = fs.tl.discover_subtypes(small, "coarse", n_fine=5, n_top_genes=100, copy=True, random_state=7, **FAST)
+    b = fs.tl.discover_subtypes(small, "coarse", n_fine=5, n_top_genes=100, copy=True, random_state=7, **FAST)
+    assert_unchanged(small, snap)
+    assert "falcon" not in small.obs
+    np.testing.assert_array_equal(a.obs["falcon"].to_numpy(), b.obs["falcon"].to_numpy())
+    np.testing.assert_array_equal(a.obsm["falcon_probs"], b.obsm["falcon_probs"])
+
+
+def test_per_class_counts_fix_the_relationship(small):
+    counts = {"C0": 2, "C1": 2, "C2": 1}
+    out = fs.tl.discover_subtypes(small, "coarse", n_fine=counts, n_top_genes=100, copy=True, **FAST)
+    assert out.uns["falcon"]["fine_per_coarse"]["n_fine"].to_dict() == counts
+    assert out.uns["falcon"]["n_solves"] == 0
+
+
+def test_log_normalized_input_and_layers(small):
+    adata = small.copy()
+    adata.layers["lognorm"] = sparse.csr_matrix(np.log1p(adata.X.toarray() / adata.X.sum(1).A * 1e4))
+    adata.X = adata.layers["lognorm"].copy()
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, key_added="ln", **FAST)
+    assert adata.uns["ln"]["params"]["input_kind"] == "log-normalized"
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, layer="counts", **FAST)
+    assert adata.uns["falcon"]["params"]["input_kind"] == "counts"
+
+
+def test_tiny_coarse_classes_and_paper_preset():
+    # A one-cell class and a 4-cell class (fewer than k + 1 = 21 cells), where the original code crashes.
+    adata = fs.datasets.simulate_hierarchy(300, 120, 2, 4, random_state=1)
+    coarse = adata.obs["coarse"].astype(str).to_numpy()
+    coarse[:1], coarse[1:5] = "single", "few"
+    adata.obs["coarse"] = pd.Categorical(coarse)
+    for preset in ("default", "paper"):
+        out = fs.tl.discover_subtypes(adata, "coarse", n_fine=6, n_top_genes=100, preset=preset, copy=True, **FAST)
+        assert out.obs["falcon"].iloc[0] == "single/0"
+        assert set(out.obs["falcon"].iloc[1:5]) <= {f"few/{i}" for i in range(3)}
+        assert out.uns["falcon"]["n_solves"] > 0  # M is updated even on tiny data
+
+
+def test_divergence_is_detected_and_reported(small):
+    with pytest.raises(FloatingPointError, match="diverged"):
+        fs.tl.discover_subtypes(small, "coarse", n_fine=5, n_top_genes=100, lr=1e30, grad_clip=None, copy=True, **FAST)
+    assert "falcon" not in small.obs
+
+
+@pytest.mark.parametrize(
+    ("change", "kwargs", "error", "match"),
+    [
+        (None, dict(coarse_key="nope"), KeyError, "not a column"),
+        (None, dict(n_fine=2), ValueError, "smaller than the 3 coarse"),
+        (None, dict(n_fine=301), ValueError, "exceeds the number of cells"),
+        (None, dict(n_fine=2.5), TypeError, "n_fine must be"),
+        (None, dict(n_fine={"C0": 2, "C1": 1}), ValueError, "missing classes"),
+        (None, dict(n_fine={"C0": 2, "C1": 1, "C2": 1, "C9": 1}), ValueError, "unknown classes"),
+        (None, dict(n_fine={"C0": 0, "C1": 1, "C2": 1}), ValueError, "integer ≥ 1"),
+        (None, dict(layer="missing"), KeyError, "Layer 'missing'"),
+        (None, dict(batch_key="missing"), KeyError, "batch_key"),
+        (None, dict(device="tpu"), ValueError, "device"),
+        (None, dict(preset="fast"), ValueError, "Unknown preset"),
+        (None, dict(epochz=3), TypeError, "Unknown FALCON option"),
+        ("nan_label", {}, ValueError, "missing or empty label"),
+        ("empty_label", {}, ValueError, "missing or empty label"),
+        ("nan_value", {}, ValueError, "non-finite"),
+        ("negative", {}, ValueError, "negative values"),
+    ],
+)
+def test_bad_input_raises_and_leaves_adata_unchanged(small, change, kwargs, error, match):
+    adata = small.copy()
+    if change == "nan_label":
+        adata.obs["coarse"] = adata.obs["coarse"].astype(object)
+        adata.obs.iloc[3, adata.obs.columns.get_loc("coarse")] = np.nan
+    elif change == "empty_label":
+        adata.obs["coarse"] = adata.obs["coarse"].astype(str)
+        adata.obs.iloc[3, adata.obs.columns.get_loc("coarse")] = " "
+    elif change == "nan_value":
+        adata.X.data[0] = np.nan
+    elif change == "negative":
+        adata.X.data[0] = -1.0
+    snap = snapshot(adata)
+    args = dict(coarse_key="coarse", n_fine=5, n_top_genes=100, **FAST) | kwargs
+    with pytest.raises(error, match=match):
+        fs.tl.discover_subtypes(adata, **args)
+    assert_unchanged(adata, snap)
+
+
+def test_empty_adata_is_refused():
+    empty = ad.AnnData(np.zeros((0, 5), dtype=np.float32))
+    empty.obs["coarse"] = pd.Categorical([])
+    with pytest.raises(ValueError, match="empty"):
+        fs.tl.discover_subtypes(empty, "coarse", n_fine=1)
+
+
+def test_too_few_genes_falls_back_with_warning(small):
+    with pytest.warns(UserWarning, match="using all genes"):
+        out = fs.tl.discover_subtypes(small, "coarse", n_fine=5, n_top_genes=5000, copy=True, **FAST)
+    assert len(out.uns["falcon"]["genes"]) == small.n_vars
+
+
+def test_duplicate_obs_names_warn(small):
+    adata = small.copy()
+    adata.obs_names = ["same"] * adata.n_obs
+    with pytest.warns(UserWarning, match="not unique"):
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, **FAST)
+    assert "falcon" in adata.obs
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not PBMC3K.exists(), reason=f"pbmc3k reference data not found at {PBMC3K}")
+def test_pbmc3k_end_to_end():
+    adata = ad.read_h5ad(PBMC3K)
+    fs.tl.discover_subtypes(adata, "cell_type_coarse", n_fine=9, progress=False)
+    fine = adata.obs["cell_type_fine"]
+    acc = metrics.cluster_accuracy(fine, adata.obs["falcon"])
+    ari = metrics.adjusted_rand_index(fine, adata.obs["falcon"])
+    # the coarse labels alone score ACC 65.3 / ARI 50.0; FALCON must find real subtypes beyond them
+    assert acc >= 0.75 and ari >= 0.6
+    assert adata.uns["falcon"]["timings"]["total"] < 120

@@ -1,0 +1,49 @@
+import numpy as np
+import pytest
+
+from falcon_sc.core import within_group_neighbors
+
+
+def exact_cosine_knn(x, groups, k):
+    unit = x / np.linalg.norm(x, axis=1, keepdims=True)
+    out = []
+    for i in range(len(x)):
+        same = np.flatnonzero((groups == groups[i]) & (np.arange(len(x)) != i))
+        sims = unit[same] @ unit[i]
+        out.append(set(same[np.argsort(-sims, kind="stable")[:k]]))
+    return out
+
+
+def test_neighbors_are_exact_and_never_cross_groups():
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((300, 8)).astype(np.float32)
+    groups = rng.integers(0, 4, 300)
+    graph = within_group_neighbors(x, groups, 10, chunk_size=37)  # several chunks per group
+    assert graph.indices.shape == (300, 10)
+    assert np.all(groups[graph.indices] == groups[:, None])
+    assert np.all(graph.indices != np.arange(300)[:, None])
+    expected = exact_cosine_knn(x, groups, 10)
+    for i in range(300):
+        assert set(graph.indices[i]) == expected[i]
+    assert np.all(graph.n_valid == 10)
+
+
+def test_small_groups_use_all_other_members_and_singletons_point_to_themselves():
+    rng = np.random.default_rng(1)
+    x = rng.standard_normal((30, 5))
+    groups = np.array([0] * 24 + [1] * 5 + [2])  # 5 cells < k + 1, and a one-cell group
+    graph = within_group_neighbors(x, groups, 20)
+    small = np.flatnonzero(groups == 1)
+    for i in small:
+        assert set(graph.indices[i]) == set(small) - {i}
+        assert graph.n_valid[i] == 4
+        # the first n_valid entries are the distinct neighbours
+        assert len(set(graph.indices[i, : graph.n_valid[i]])) == 4
+    assert np.all(graph.indices[29] == 29) and graph.n_valid[29] == 1
+    big = np.flatnonzero(groups == 0)
+    assert np.all(graph.n_valid[big] == 20)
+
+
+def test_rejects_non_positive_k():
+    with pytest.raises(ValueError, match="n_neighbors"):
+        within_group_neighbors(np.ones((3, 2)), np.zeros(3), 0)
