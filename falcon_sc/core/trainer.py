@@ -253,6 +253,7 @@ def train_falcon(
             history[name].append(value)
         history["relationship_changes"].append(float(changes_this_epoch))
         history["lr"].append(lr)
+        guard.save(model, teacher, optimizer)
 
     timings["training"] = time.perf_counter() - t_train - solve_time
     timings["relationship_solves"] = solve_time

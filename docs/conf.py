@@ -1,0 +1,11 @@
+"""Sphinx configuration (cookiecutter-scverse style: myst-nb, autodoc with numpydoc-style docstrings)."""
+
+project = "falcon_sc"
+author = "falcon_sc developers"
+extensions = ["myst_nb", "sphinx.ext.autodoc", "sphinx.ext.napoleon", "sphinx.ext.autosummary"]
+autosummary_generate = True
+napoleon_google_docstring = False
+napoleon_numpy_docstring = True
+nb_execution_mode = "off"
+html_theme = "sphinx_book_theme"
+exclude_patterns = ["_build"]
