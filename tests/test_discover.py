@@ -69,6 +69,9 @@ def test_outputs_follow_scanpy_conventions(small, tmp_path):
     assert len(uns["history"]["total"]) == uns["params"]["schedule"]["epochs"]
     assert {"coarse", "neighbor", "confidence", "reg", "total"} <= set(uns["objective"])
     assert len(uns["genes"]) == 100
+    # the kept restart is the one with the lowest final objective
+    assert uns["objective"]["total"] == pytest.approx(min(uns["restart_objectives"]), rel=1e-6)
+    assert len(uns["restart_objectives"]) == uns["params"]["config"]["n_restarts"]
     adata.write_h5ad(tmp_path / "out.h5ad")  # everything stored must be writable
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.obs["falcon"].equals(adata.obs["falcon"])

@@ -15,7 +15,7 @@ import torch
 from scanpy import logging as logg
 
 from .. import __version__
-from ..core import FalconConfig, FalconResult, get_config, run_falcon
+from ..core import FalconConfig, FalconResult, fixed_relationship, get_config, run_falcon
 from ._preprocess import prepare_input
 
 
@@ -91,7 +91,8 @@ def discover_subtypes(
     ``adata.uns[key_added]``
         ``params``; ``relationship`` (fine → coarse table with cell counts); ``relationship_matrix`` (K_F × K_C
         0/1) with ``fine_names`` and ``coarse_names``; ``fine_per_coarse``; per-epoch ``history`` of every
-        loss term and of M changes; stage ``timings``; final ``objective`` values; the ``genes`` used.
+        loss term and of M changes; stage ``timings``; final ``objective`` values (and each restart's in
+        ``restart_objectives``); the ``genes`` used.
 
     Examples
     --------
@@ -221,8 +222,6 @@ def _fine_spec(n_fine, coarse_names: list[str], n_cells: int) -> tuple[np.ndarra
         counts = [by_name[c] for c in names]
         if any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1 for v in counts):
             raise ValueError(f"Every per-class fine count must be an integer ≥ 1, got {by_name}.")
-        from ..core import fixed_relationship
-
         fixed = fixed_relationship(np.asarray(counts))
         total = int(sum(counts))
     elif isinstance(n_fine, numbers.Integral) and not isinstance(n_fine, bool):
@@ -282,6 +281,7 @@ def _store(adata, key, result: FalconResult, coarse_names, genes, params) -> Non
         "objective": {k: float(v) for k, v in result.objective.items()},
         "n_solves": int(result.n_solves),
         "n_recoveries": int(result.n_recoveries),
+        "restart_objectives": np.asarray(result.restart_objectives, dtype=np.float64),
         "genes": np.asarray(genes, dtype=object),
     }
 
