@@ -102,6 +102,15 @@ class _DivergenceGuard:
         )
 
 
+def _prior(config: FalconConfig, relationship: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor | None:
+    return losses.relationship_prior(relationship, coarse) if config.prior == "relationship" else None
+
+
+def _objective(config: FalconConfig, coarse, neighbor, confidence, reg) -> torch.Tensor:
+    """λ1·L_coarse + λ2·(L_NN + L_conf) + λ3·L_reg."""
+    return config.lambda_coarse * coarse + config.lambda_consistency * (neighbor + confidence) + config.lambda_reg * reg
+
+
 @torch.no_grad()
 def _predict_logits(module: torch.nn.Module, data: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
     return torch.cat([module(data[i : i + chunk]) for i in range(0, data.shape[0], chunk)])
@@ -201,7 +210,6 @@ def train_falcon(
             logits = model(x)
             log_probs = F.log_softmax(logits, dim=1)
             probs = log_probs.exp()
-            prior = losses.relationship_prior(rel_t, c) if config.prior == "relationship" else None
             targets, teacher_confidence = losses.confidence_targets(
                 t_self, allowed, config.temperature, schedule.hardness(step)
             )
@@ -210,12 +218,8 @@ def train_falcon(
             # Early on the teacher is confident about no cell; its arbitrary preferences are then not imposed.
             confident = teacher_confidence > config.confidence_threshold if config.confidence_threshold > 0 else None
             l_conf = losses.confidence_loss(log_probs, targets, confident)
-            l_reg = losses.marginal_regularizer(probs, prior)
-            total = (
-                config.lambda_coarse * l_coarse
-                + config.lambda_consistency * (l_nn + l_conf)
-                + config.lambda_reg * l_reg
-            )
+            l_reg = losses.marginal_regularizer(probs, _prior(config, rel_t, c))
+            total = _objective(config, l_coarse, l_nn, l_conf, l_reg)
             if not torch.isfinite(total):
                 guard.recover(model, teacher, optimizer, step)
                 step += 1
@@ -286,18 +290,13 @@ def _finalise(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig):
     within = within / within.sum(1, keepdim=True).clamp_min(1e-12)
     confidence, labels = within.max(1)
     log_probs = F.log_softmax(logits, dim=1)
-    prior = losses.relationship_prior(rel_t, coarse_t) if config.prior == "relationship" else None
     terms = {
         "coarse": losses.coarse_loss(logits, rel_t, coarse_t),
         "neighbor": losses.neighbor_loss(probs, probs[nbr_idx]),
         "confidence": losses.confidence_loss(log_probs, F.one_hot(labels, probs.shape[1]).float()),
-        "reg": losses.marginal_regularizer(probs, prior),
+        "reg": losses.marginal_regularizer(probs, _prior(config, rel_t, coarse_t)),
     }
-    terms["total"] = (
-        config.lambda_coarse * terms["coarse"]
-        + config.lambda_consistency * (terms["neighbor"] + terms["confidence"])
-        + config.lambda_reg * terms["reg"]
-    )
+    terms["total"] = _objective(config, **terms)
     objective = {name: float(value) for name, value in terms.items()}
     return (
         probs.cpu().numpy().astype(np.float32),
