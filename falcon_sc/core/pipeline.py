@@ -63,6 +63,7 @@ def run_falcon(
     ]
     best = None
     objectives = []
+    timings: dict[str, float] = {}
     for restart, seed in enumerate(seeds):
         result = train_falcon(
             x,
@@ -78,16 +79,10 @@ def run_falcon(
         )
         objectives.append(result.objective["total"])
         logger.info("restart %d: final objective %.4f", restart, objectives[-1])
+        for stage, seconds in result.timings.items():  # stage times summed over all restarts
+            timings[stage] = timings.get(stage, 0.0) + seconds
         if best is None or objectives[-1] < best.objective["total"]:
-            if best is not None:
-                result.timings = _add_timings(best.timings, result.timings)
             best = result
-        else:
-            best.timings = _add_timings(best.timings, result.timings)
     best.restart_objectives = objectives
-    best.timings = {"neighbors": t_knn, **best.timings}
+    best.timings = {"neighbors": t_knn, **timings}
     return best
-
-
-def _add_timings(a: dict[str, float], b: dict[str, float]) -> dict[str, float]:
-    return {k: a.get(k, 0.0) + b.get(k, 0.0) for k in a.keys() | b.keys()}

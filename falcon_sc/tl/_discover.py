@@ -259,7 +259,7 @@ def _store(adata, key, result: FalconResult, coarse_names, genes, params) -> Non
     labels = new_index[result.labels]
     sizes = np.bincount(labels, minlength=order.size)
     relationship = result.relationship[order]
-    coarse_sizes = np.bincount(relationship.argmax(1), minlength=n_coarse)
+    fine_per_coarse = np.bincount(relationship.argmax(1), minlength=n_coarse)
 
     adata.obs[key] = pd.Categorical.from_codes(labels, categories=fine_names)
     adata.obs[f"{key}_confidence"] = result.confidence
@@ -273,7 +273,7 @@ def _store(adata, key, result: FalconResult, coarse_names, genes, params) -> Non
         "fine_names": np.asarray(fine_names, dtype=object),
         "coarse_names": np.asarray([str(c) for c in coarse_names], dtype=object),
         "fine_per_coarse": pd.DataFrame(
-            {"n_fine": coarse_sizes, "n_cells": np.bincount(parents[result.labels], minlength=n_coarse)},
+            {"n_fine": fine_per_coarse, "n_cells": np.bincount(parents[result.labels], minlength=n_coarse)},
             index=[str(c) for c in coarse_names],
         ),
         "history": {k: np.asarray(v, dtype=np.float64) for k, v in result.history.items()},
