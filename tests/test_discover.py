@@ -192,6 +192,7 @@ def test_pbmc3k_end_to_end():
     fine = adata.obs["cell_type_fine"]
     acc = metrics.cluster_accuracy(fine, adata.obs["falcon"])
     ari = metrics.adjusted_rand_index(fine, adata.obs["falcon"])
-    # the coarse labels alone score ACC 65.3 / ARI 50.0; FALCON must find real subtypes beyond them
-    assert acc >= 0.75 and ari >= 0.6
+    # Coarse labels alone score ACC 65.3 / ARI 50.0, k-means inside each coarse class 92.4 / 81.1; this seed
+    # reaches 95.3 / 87.6 on the 2-core CI machine. The floor is the target.
+    assert acc >= 0.90 and ari >= 0.80
     assert adata.uns["falcon"]["timings"]["total"] < 120

@@ -111,3 +111,31 @@ def test_small_data_rule_keeps_m_updating():
     assert tuned.total_steps >= 1500 and tuned.solve_every == 4
     big = Schedule.build(FalconConfig(), 372_000)  # the paper's own size is untouched
     assert (big.batch_size, big.steps_per_epoch, big.epochs, big.solve_every) == (1024, 363, 10, 25)
+
+
+def test_reverse_marginal_regularizer_is_kl_prior_to_mean_and_a_barrier():
+    p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
+    prior = torch.tensor([0.5, 0.25, 0.25])
+    mean = np.array([0.4, 0.2, 0.4])
+    expected = float((prior.numpy() * np.log(prior.numpy() / mean)).sum())
+    assert losses.marginal_regularizer(p, prior, "reverse").item() == pytest.approx(expected, rel=1e-5)
+    assert losses.marginal_regularizer(prior.repeat(3, 1), prior, "reverse").item() == pytest.approx(0.0, abs=1e-6)
+    with pytest.raises(ValueError, match=r"forward.*reverse"):
+        losses.marginal_regularizer(p, prior, "sideways")
+
+    # A class that is almost empty: the forward KL barely pushes it back, the reverse KL pushes hard.
+    def pull(divergence):
+        logits = torch.tensor([[4.0, 4.0, -6.0]] * 4, requires_grad=True)
+        losses.marginal_regularizer(torch.softmax(logits, 1), None, divergence).backward()
+        return -logits.grad[:, 2].sum().item()  # descent direction on the emptying class's logit
+
+    assert pull("reverse") > 100 * pull("forward") > 0
+
+
+def test_lambda_reg_is_relaxed_after_the_soft_phase():
+    config = FalconConfig(epochs=10, batch_size=100, soft_target_fraction=0.3, lambda_reg=1.0, lambda_reg_hard=0.2)
+    s = Schedule.build(config, 1000)
+    assert s.lambda_reg(0) == 1.0 and s.lambda_reg(29) == 1.0
+    assert s.lambda_reg(30) == 0.2 and s.lambda_reg(99) == 0.2
+    unchanged = Schedule.build(FalconConfig(lambda_reg=0.5), 1000)
+    assert unchanged.lambda_reg(0) == unchanged.lambda_reg(99) == 0.5

@@ -6,8 +6,6 @@ Shapes: ``B`` cells in a batch, ``L`` sampled neighbours per cell, ``K_F`` fine 
 
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -65,15 +63,22 @@ def confidence_loss(
     return per_cell.mean()
 
 
-def marginal_regularizer(probs: torch.Tensor, prior: torch.Tensor | None = None) -> torch.Tensor:
-    """L_reg: ``KL(p̄ ‖ prior)`` of the batch-mean prediction ``p̄``.
+def marginal_regularizer(
+    probs: torch.Tensor, prior: torch.Tensor | None = None, divergence: str = "forward"
+) -> torch.Tensor:
+    """L_reg: divergence between the batch-mean prediction ``p̄`` and a ``prior`` (uniform when ``None``).
 
-    With the uniform prior (``None``) this is the paper's ``log K_F − H(p̄)``.
+    ``"forward"`` is ``KL(p̄ ‖ prior)``, with the uniform prior the paper's ``log K_F − H(p̄)``. Its gradient
+    through the softmax vanishes as a class empties, so a class that lost its cells stays empty.
+    ``"reverse"`` is ``KL(prior ‖ p̄)``, a barrier that grows without bound as any class empties.
     """
     mean_p = probs.mean(0).clamp_min(_EPS)
-    if prior is None:
-        return math.log(probs.shape[1]) + (mean_p * torch.log(mean_p)).sum()
-    return (mean_p * (torch.log(mean_p) - torch.log(prior.clamp_min(_EPS)))).sum()
+    prior = torch.full_like(mean_p, 1.0 / mean_p.numel()) if prior is None else prior.clamp_min(_EPS)
+    if divergence == "forward":
+        return (mean_p * (torch.log(mean_p) - torch.log(prior))).sum()
+    if divergence == "reverse":
+        return (prior * (torch.log(prior) - torch.log(mean_p))).sum()
+    raise ValueError(f"Unknown marginal divergence {divergence!r}; use 'forward' or 'reverse'.")
 
 
 def relationship_prior(relationship: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:

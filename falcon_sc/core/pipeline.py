@@ -16,6 +16,11 @@ from .trainer import FalconResult, train_falcon
 logger = logging.getLogger(__name__)
 
 
+def n_components(config: FalconConfig, n_fine: int) -> int:
+    """PCs used with ``representation="pca"``: ``config.n_pcs``, or ``min(50, max(10, K_F + 1))`` if unset."""
+    return config.n_pcs if config.n_pcs is not None else min(50, max(10, n_fine + 1))
+
+
 def run_falcon(
     data: np.ndarray,
     coarse: np.ndarray,
@@ -30,20 +35,20 @@ def run_falcon(
 ) -> FalconResult:
     """FALCON on a dense ``(n_cells, n_features)`` matrix and integer coarse labels in ``[0, n_coarse)``.
 
-    With ``config.representation == "pca"`` the matrix is first projected on its top ``config.n_pcs``
-    principal components, which the classifier then sees and in which neighbours are searched (by cosine
-    similarity, within each coarse class). ``fixed`` (a ``(K_F, K_C)`` relationship) keeps M constant;
-    otherwise M is learned.
+    With ``config.representation == "pca"`` the matrix is first projected on its top principal components
+    (:func:`n_components`; of z-scored features when ``config.standardize``), which the classifier then sees
+    and in which neighbours are searched (by cosine similarity, within each coarse class). ``fixed`` (a
+    ``(K_F, K_C)`` relationship) keeps M constant; otherwise M is learned.
 
     With ``config.n_restarts > 1`` the alternating optimisation runs that many times from different seeds
-    (the first is ``random_state``) and the run with the lowest final objective is kept: the objective is
-    FALCON's own, so the choice uses no fine labels.
+    (the first is ``random_state``) and the run with the lowest final objective (λ3 =
+    ``config.restart_lambda_reg``) is kept: the objective is FALCON's own, so the choice uses no fine labels.
     """
     device = torch.device(device)
     t0 = time.perf_counter()
     x = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float32)).to(device)
     if config.representation == "pca":
-        pca = fit_pca(x, config.n_pcs)
+        pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
         scores = pca.transform(x)
         graph = within_group_neighbors(scores, coarse, config.n_neighbors, device=device)
         # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP

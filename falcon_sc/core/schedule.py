@@ -16,7 +16,8 @@ class Schedule:
     and ``steps_per_epoch = max(1, n_cells // batch_size)``; epochs are then added until
     ``epochs · steps_per_epoch ≥ config.min_total_steps``. M is re-solved every
     ``min(config.solve_every, steps_per_epoch // config.min_solves_per_epoch)`` steps (at least every step).
-    Phase boundaries (soft targets, balance weight, learning-rate milestones) are fractions of all steps.
+    Phase boundaries (soft targets, balance weight, λ3 relaxation, learning-rate milestones) are fractions of
+    all steps.
     """
 
     batch_size: int
@@ -26,6 +27,8 @@ class Schedule:
     soft_steps: int
     first_solve_step: int
     lr_milestone_steps: tuple[int, ...]
+    lambda_reg_soft: float = 0.5
+    lambda_reg_hard: float = 0.5
 
     @property
     def total_steps(self) -> int:
@@ -48,6 +51,8 @@ class Schedule:
             soft_steps=round(config.soft_target_fraction * total),
             first_solve_step=round(config.first_solve_fraction * total),
             lr_milestone_steps=tuple(round(m * total) for m in config.lr_milestones),
+            lambda_reg_soft=config.lambda_reg,
+            lambda_reg_hard=config.lambda_reg if config.lambda_reg_hard is None else config.lambda_reg_hard,
         )
 
     def hardness(self, step: int) -> float:
@@ -62,6 +67,11 @@ class Schedule:
 
     def in_soft_phase(self, step: int) -> bool:
         return step < self.soft_steps
+
+    def lambda_reg(self, step: int) -> float:
+        """λ3 at ``step``: relaxed to ``lambda_reg_hard`` once targets are hard, so boundaries between
+        unequal subtypes settle where the data put them rather than where the prior would."""
+        return self.lambda_reg_soft if self.in_soft_phase(step) else self.lambda_reg_hard
 
     def lr_factor(self, step: int, gamma: float) -> float:
         return gamma ** sum(step >= m for m in self.lr_milestone_steps)

@@ -102,13 +102,18 @@ class _DivergenceGuard:
         )
 
 
-def _prior(config: FalconConfig, relationship: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor | None:
-    return losses.relationship_prior(relationship, coarse) if config.prior == "relationship" else None
+def _regularizer(config: FalconConfig, probs, relationship: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+    prior = losses.relationship_prior(relationship, coarse) if config.prior == "relationship" else None
+    return losses.marginal_regularizer(probs, prior, config.marginal_divergence)
 
 
-def _objective(config: FalconConfig, coarse, neighbor, confidence, reg) -> torch.Tensor:
-    """λ1·L_coarse + λ2·(L_NN + L_conf) + λ3·L_reg."""
-    return config.lambda_coarse * coarse + config.lambda_consistency * (neighbor + confidence) + config.lambda_reg * reg
+def _objective(config: FalconConfig, coarse, neighbor, confidence, reg, *, lambda_reg: float | None = None):
+    """λ1·L_coarse + λ2·(L_NN + L_conf) + λ3·L_reg (λ3 = ``config.lambda_reg`` unless given).
+
+    Training relaxes λ3 late (:meth:`Schedule.lambda_reg`); restarts are compared with
+    ``config.restart_lambda_reg``."""
+    lambda_reg = config.lambda_reg if lambda_reg is None else lambda_reg
+    return config.lambda_coarse * coarse + config.lambda_consistency * (neighbor + confidence) + lambda_reg * reg
 
 
 @torch.no_grad()
@@ -218,8 +223,8 @@ def train_falcon(
             # Early on the teacher is confident about no cell; its arbitrary preferences are then not imposed.
             confident = teacher_confidence > config.confidence_threshold if config.confidence_threshold > 0 else None
             l_conf = losses.confidence_loss(log_probs, targets, confident)
-            l_reg = losses.marginal_regularizer(probs, _prior(config, rel_t, c))
-            total = _objective(config, l_coarse, l_nn, l_conf, l_reg)
+            l_reg = _regularizer(config, probs, rel_t, c)
+            total = _objective(config, l_coarse, l_nn, l_conf, l_reg, lambda_reg=schedule.lambda_reg(step))
             if not torch.isfinite(total):
                 guard.recover(model, teacher, optimizer, step)
                 step += 1
@@ -294,9 +299,9 @@ def _finalise(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig):
         "coarse": losses.coarse_loss(logits, rel_t, coarse_t),
         "neighbor": losses.neighbor_loss(probs, probs[nbr_idx]),
         "confidence": losses.confidence_loss(log_probs, F.one_hot(labels, probs.shape[1]).float()),
-        "reg": losses.marginal_regularizer(probs, _prior(config, rel_t, coarse_t)),
+        "reg": _regularizer(config, probs, rel_t, coarse_t),
     }
-    terms["total"] = _objective(config, **terms)
+    terms["total"] = _objective(config, **terms, lambda_reg=config.restart_lambda_reg)
     objective = {name: float(value) for name, value in terms.items()}
     return (
         probs.cpu().numpy().astype(np.float32),
