@@ -37,13 +37,18 @@ def main(argv: list[str] | None = None) -> None:
     fs.tl.discover_subtypes(adata, "coarse", n_fine=10, random_state=args.seed)
     elapsed = time.perf_counter() - start
 
-    table = pd.crosstab(adata.obs["falcon"], adata.obs["fine"])
+    relationship = adata.uns["falcon"]["relationship"]
+    # A subtype may end up with no cells; it still has a row.
+    table = pd.crosstab(adata.obs["falcon"], adata.obs["fine"]).reindex(relationship.index, fill_value=0)
     print("\nDiscovered subtypes (cells; dominant known type and its share):")
-    for coarse, group in adata.uns["falcon"]["relationship"].groupby("coarse", observed=True):
+    for coarse, group in relationship.groupby("coarse", observed=True):
         print(f"  {coarse}")
         for name, row in group.iterrows():
+            if row["n_cells"] == 0:
+                print(f"    {name:<14}    0 cells")
+                continue
             top = table.loc[name].idxmax()
-            share = table.loc[name].max() / max(row["n_cells"], 1)
+            share = table.loc[name].max() / row["n_cells"]
             print(f"    {name:<14} {row['n_cells']:>4} cells   {top} ({share:.0%})")
 
     fine, found = adata.obs["fine"], adata.obs["falcon"]

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import anndata as ad
@@ -196,3 +197,16 @@ def test_pbmc3k_end_to_end():
     # reaches 95.3 / 87.6 on the 2-core CI machine. The floor is the target.
     assert acc >= 0.90 and ari >= 0.80
     assert adata.uns["falcon"]["timings"]["total"] < 120
+
+
+@pytest.mark.slow
+def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys):
+    from falcon_sc import demo
+
+    demo.main(["--out", str(tmp_path)])
+    out = capsys.readouterr().out
+    scores = re.search(r"ACC ([\d.]+)\s+ARI ([\d.]+)", out)
+    assert scores and 0 <= float(scores[1]) <= 100 and 0 <= float(scores[2]) <= 100
+    written = ad.read_h5ad(tmp_path / "pbmc68k_falcon.h5ad")
+    assert written.obs["falcon"].cat.categories.size == 10
+    assert (tmp_path / "relationship.png").stat().st_size > 0
