@@ -101,7 +101,7 @@ PAPER = FalconConfig()
 #:   classes empty (two true subtypes then share one class), while a strong prior kept to the end moves
 #:   boundaries between unequal subtypes (pbmc3k: 480 CD14 vs 162 FCGR3A monocytes) towards equal sizes;
 #: - restarts compared with λ3 = 0.5 (the paper's weight): λ3 = 0.2 prefers runs that merge two subtypes and
-#:   split a third, λ3 = 1 runs that split unequal subtypes evenly (pbmc3k, 28 runs: ~1 ACC point better);
+#:   split a third, λ3 = 1 runs that split unequal subtypes evenly (pbmc3k, 5 sets of runs: +0.9 to +1.8 ACC);
 #: - M starts from a split proportional to coarse class sizes and is first re-solved after the soft phase:
 #:   solves on an untrained classifier's predictions only reflect class sizes and lock in arbitrary splits;
 #: - gradient clipping at norm 5 (one paper-preset seed diverged at lr 0.1).
