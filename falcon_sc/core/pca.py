@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
 import torch
@@ -23,18 +24,29 @@ class PCAProjection:
     max_value: float | None = None
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        if self.feature_mean is None:
-            return x
-        z = (x - self.feature_mean) / self.feature_scale
-        return z if self.max_value is None else z.clamp(-self.max_value, self.max_value)
+        return _standardize(x, self.feature_mean, self.feature_scale, self.max_value)
 
     def transform(self, x: torch.Tensor, *, chunk_size: int = 65536) -> torch.Tensor:
-        return torch.cat(
-            [
-                (self.standardize(x[i : i + chunk_size]) - self.mean) @ self.components
-                for i in range(0, len(x), chunk_size)
-            ]
-        )
+        return torch.cat([(self.standardize(b) - self.mean) @ self.components for b in _chunks(x, chunk_size)])
+
+
+def _standardize(x, feature_mean, feature_scale, max_value) -> torch.Tensor:
+    if feature_mean is None:
+        return x
+    z = (x - feature_mean) / feature_scale
+    return z if max_value is None else z.clamp(-max_value, max_value)
+
+
+def _chunks(x: torch.Tensor, chunk_size: int) -> Iterator[torch.Tensor]:
+    return (x[start : start + chunk_size] for start in range(0, x.shape[0], chunk_size))
+
+
+def _column_mean(x: torch.Tensor, chunk_size: int, transform: Callable = lambda b: b) -> torch.Tensor:
+    """Float64 column means of ``transform(x)``, one row chunk at a time (no full-size copy)."""
+    total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
+    for block in _chunks(x, chunk_size):
+        total += transform(block).double().sum(0)
+    return total / x.shape[0]
 
 
 @torch.no_grad()
@@ -57,29 +69,21 @@ def fit_pca(
     q = max(1, min(n_components, d, n))
     feature_mean = feature_scale = None
     if standardize:
-        feature_mean = x.double().mean(0)
-        variance = torch.zeros(d, dtype=torch.float64, device=x.device)
-        for start in range(0, n, chunk_size):
-            variance += ((x[start : start + chunk_size].double() - feature_mean) ** 2).sum(0)
-        std = (variance / max(n - 1, 1)).sqrt()
+        mean64 = _column_mean(x, chunk_size)
+        std = (_column_mean(x, chunk_size, lambda b: (b.double() - mean64) ** 2) * n / max(n - 1, 1)).sqrt()
         feature_scale = torch.where(std > 0, std, torch.ones_like(std)).to(x.dtype)
-        feature_mean = feature_mean.to(x.dtype)
-    prep = PCAProjection(
-        mean=torch.zeros(d, dtype=x.dtype, device=x.device),
-        components=torch.empty(d, 0, dtype=x.dtype, device=x.device),
-        scale=torch.empty(0, dtype=x.dtype, device=x.device),
-        feature_mean=feature_mean,
-        feature_scale=feature_scale,
-        max_value=max_value if standardize else None,
-    )
-    mean = torch.zeros(d, dtype=torch.float64, device=x.device)
-    for start in range(0, n, chunk_size):
-        mean += prep.standardize(x[start : start + chunk_size]).double().sum(0)
-    mean /= n
+        feature_mean = mean64.to(x.dtype)
+    else:
+        max_value = None
+
+    def prepared(block: torch.Tensor) -> torch.Tensor:
+        return _standardize(block, feature_mean, feature_scale, max_value)
+
+    mean = _column_mean(x, chunk_size, prepared)
     cov = torch.zeros(d, d, dtype=torch.float64, device=x.device)
-    for start in range(0, n, chunk_size):
-        block = prep.standardize(x[start : start + chunk_size]).double() - mean
-        cov += block.T @ block
+    for block in _chunks(x, chunk_size):
+        centred = prepared(block).double() - mean
+        cov += centred.T @ centred
     cov /= max(n - 1, 1)
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)
     order = torch.argsort(eigenvalues, descending=True)[:q]
@@ -94,5 +98,5 @@ def fit_pca(
         scale=scale.to(x.dtype),
         feature_mean=feature_mean,
         feature_scale=feature_scale,
-        max_value=prep.max_value,
+        max_value=max_value,
     )

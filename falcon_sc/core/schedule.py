@@ -27,8 +27,8 @@ class Schedule:
     soft_steps: int
     first_solve_step: int
     lr_milestone_steps: tuple[int, ...]
-    lambda_reg_soft: float = 0.5
-    lambda_reg_hard: float = 0.5
+    lambda_reg_soft: float
+    lambda_reg_hard: float
 
     @property
     def total_steps(self) -> int:
