@@ -28,6 +28,7 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import torch
 from sklearn.cluster import KMeans
 
 import falcon_sc as fs
@@ -104,7 +105,7 @@ def run_dataset(name, adata, coarse_key, fine_key, seeds, n_pcs) -> list[dict]:
     proportional = dict(zip(classes, proportional_relationship(sizes, n_fine).sum(0), strict=True))
 
     prepared = prepare_input(adata, layer=None, n_top_genes=2000, batch_key=None)
-    base = ad.AnnData(X=prepared.data, obs=adata.obs[[coarse_key]].copy())
+    base = ad.AnnData(X=prepared.to_tensor(torch.device("cpu")).numpy(), obs=adata.obs[[coarse_key]].copy())
     sc.pp.scale(base, max_value=10)
     sc.pp.pca(base, n_comps=n_pcs, random_state=0)
     pcs = base.obsm["X_pca"]

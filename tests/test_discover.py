@@ -210,3 +210,31 @@ def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys):
     written = ad.read_h5ad(tmp_path / "pbmc68k_falcon.h5ad")
     assert written.obs["falcon"].cat.categories.size == 10
     assert (tmp_path / "relationship.png").stat().st_size > 0
+
+
+@pytest.mark.parametrize("n_top_genes", [120, 60])  # all genes (read in blocks) / HVG selection
+def test_backed_anndata_gives_the_in_memory_result(small, tmp_path, n_top_genes):
+    path = tmp_path / "small.h5ad"
+    small.write_h5ad(path)
+    backed = ad.read_h5ad(path, backed="r")
+    fs.tl.discover_subtypes(backed, "coarse", n_fine=5, n_top_genes=n_top_genes, **FAST)
+    in_memory = small.copy()
+    fs.tl.discover_subtypes(in_memory, "coarse", n_fine=5, n_top_genes=n_top_genes, **FAST)
+    assert backed.isbacked  # outputs went to the in-memory annotations, the file is untouched
+    np.testing.assert_array_equal(backed.obs["falcon"], in_memory.obs["falcon"])
+    np.testing.assert_array_equal(backed.obsm["falcon_probs"], in_memory.obsm["falcon_probs"])
+    np.testing.assert_array_equal(backed.uns["falcon"]["genes"], in_memory.uns["falcon"]["genes"])
+    assert "falcon" not in ad.read_h5ad(path).obs
+    with pytest.raises(ValueError, match="backed"):
+        fs.tl.discover_subtypes(backed, "coarse", n_fine=5, copy=True, **FAST)
+
+
+def test_neighbor_search_is_recorded(small):
+    adata = small.copy()
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, **FAST)
+    assert adata.uns["falcon"]["neighbors"] == {"method": "exact"}
+    # Classes above the threshold are searched approximately, with their recall measured.
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, knn_exact_max_cells=50, **FAST)
+    summary = adata.uns["falcon"]["neighbors"]
+    assert summary["method"] == "approximate" and summary["n_approximate_groups"] == 3
+    assert 0.5 < summary["recall"] <= 1.0

@@ -47,3 +47,23 @@ def test_small_groups_use_all_other_members_and_singletons_point_to_themselves()
 def test_rejects_non_positive_k():
     with pytest.raises(ValueError, match="n_neighbors"):
         within_group_neighbors(np.ones((3, 2)), np.zeros(3), 0)
+
+
+def test_large_groups_use_approximate_search_with_measured_recall():
+    rng = np.random.default_rng(2)
+    centres = rng.standard_normal((6, 10)) * 3
+    x = (centres[rng.integers(0, 6, 900)] + rng.standard_normal((900, 10))).astype(np.float32)
+    groups = np.array([0] * 700 + [1] * 200)
+    graph = within_group_neighbors(x, groups, 10, exact_max_group=300, recall_sample=100)
+    assert graph.n_approximate_groups == 1  # only the 700-cell group
+    assert np.all(groups[graph.indices] == groups[:, None])
+    assert np.all(graph.indices != np.arange(900)[:, None])
+    expected = exact_cosine_knn(x, groups, 10)
+    small = np.flatnonzero(groups == 1)
+    assert all(set(graph.indices[i]) == expected[i] for i in small)  # still exact
+    big = np.flatnonzero(groups == 0)
+    true_recall = np.mean([len(set(graph.indices[i]) & expected[i]) / 10 for i in big])
+    assert true_recall > 0.9
+    assert graph.recall == pytest.approx(true_recall, abs=0.05)  # the sampled estimate is close to the truth
+    exact = within_group_neighbors(x, groups, 10)
+    assert exact.n_approximate_groups == 0 and exact.recall is None

@@ -70,6 +70,17 @@ class FalconConfig:
     # uses λ3 = ``restart_lambda_reg`` (None: ``lambda_reg``).
     n_restarts: int = 1
     restart_lambda_reg: float | None = None
+    # Above this many cells a single run is made (None: no limit). Restarts guard against the unstable runs
+    # of small datasets, where a run takes seconds; on large ones a run is long, stable, and costly.
+    restart_max_cells: int | None = None
+    # Within-class neighbours: classes larger than this are searched approximately (NN-descent) on the CPU,
+    # with the recall measured on a sample; None = always exact. CUDA searches every class exactly.
+    knn_exact_max_cells: int | None = None
+    # On CUDA (one process), replay each training step as a captured CUDA graph: same computation, far less
+    # launch overhead.
+    cuda_graphs: bool = True
+    # dtype of the classifier input kept on the device ("float16"/"bfloat16" halve its memory).
+    storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
     # Divergence guard: on a non-finite loss, restore the last good state and halve the learning rate.
     max_recoveries: int = 3
     solver_time_limit: float = 60.0
@@ -104,7 +115,10 @@ PAPER = FalconConfig()
 #:   split a third, λ3 = 1 runs that split unequal subtypes evenly (pbmc3k, 5 sets of runs: +0.9 to +1.8 ACC);
 #: - M starts from a split proportional to coarse class sizes and is first re-solved after the soft phase:
 #:   solves on an untrained classifier's predictions only reflect class sizes and lock in arbitrary splits;
-#: - gradient clipping at norm 5 (one paper-preset seed diverged at lr 0.1).
+#: - gradient clipping at norm 5 (one paper-preset seed diverged at lr 0.1);
+#: - one run (no restarts) above 50,000 cells, and approximate kNN on the CPU for classes above 100,000 cells
+#:   (exact search there costs about a minute per class on 2 cores; NN-descent a few seconds after a one-off
+#:   ~45 s compilation).
 DEFAULT = PAPER.replace(
     min_steps_per_epoch=8,
     min_total_steps=1500,
@@ -121,6 +135,8 @@ DEFAULT = PAPER.replace(
     lambda_consistency=1.0,
     n_restarts=3,
     restart_lambda_reg=0.5,
+    restart_max_cells=50_000,
+    knn_exact_max_cells=100_000,
 )
 
 PRESETS: dict[str, FalconConfig] = {"paper": PAPER, "default": DEFAULT}

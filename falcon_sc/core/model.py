@@ -34,8 +34,10 @@ class EMATeacher:
 
     @torch.no_grad()
     def update(self, student: nn.Module) -> None:
-        for t, s in zip(self.module.parameters(), student.parameters(), strict=True):
-            t.lerp_(s.detach(), 1.0 - self.decay)
+        # One fused update for all parameters (a kernel per tensor would dominate a step on a GPU).
+        torch._foreach_lerp_(
+            list(self.module.parameters()), [p.detach() for p in student.parameters()], 1.0 - self.decay
+        )
         for t, s in zip(self.module.buffers(), student.buffers(), strict=True):
             t.copy_(s)
 

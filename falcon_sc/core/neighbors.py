@@ -1,12 +1,22 @@
-"""Exact k-nearest neighbours by cosine similarity, searched only among cells of the same group."""
+"""k-nearest neighbours by cosine similarity, searched only among cells of the same group.
+
+Groups are searched exactly (chunked matrix products + top-k) unless they exceed ``exact_max_group`` cells;
+those use NN-descent (pynndescent) and their recall is measured against exact search on a sample of cells.
+"""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+
+logger = logging.getLogger(__name__)
+
+# Similarity blocks are chunk × group size; this many float32 entries (256 MiB) per block bounds memory.
+_BLOCK_ELEMENTS = 1 << 26
 
 
 @dataclass(frozen=True)
@@ -21,10 +31,17 @@ class NeighborGraph:
     n_valid
         ``(n,)`` int64 array: ``min(k, size of the cell's group − 1)``, or 1 for a cell alone in its group,
         which is then its own neighbour.
+    n_approximate_groups
+        How many groups were searched approximately (NN-descent) rather than exactly.
+    recall
+        Mean fraction of the exact k neighbours that the approximate search found, over a sample of cells
+        of the approximately searched groups; ``None`` when every group was searched exactly.
     """
 
     indices: np.ndarray
     n_valid: np.ndarray
+    n_approximate_groups: int = 0
+    recall: float | None = None
 
 
 def within_group_neighbors(
@@ -34,11 +51,17 @@ def within_group_neighbors(
     *,
     device: str | torch.device = "cpu",
     chunk_size: int = 4096,
+    exact_max_group: int | None = None,
+    recall_sample: int = 200,
+    random_state: int = 0,
 ) -> NeighborGraph:
     """Find each cell's ``n_neighbors`` most cosine-similar cells within its own group.
 
     Groups with ``n_neighbors`` cells or fewer use all other cells of the group; a one-cell group is its own
-    neighbour. Similarities are computed exactly, in chunks of ``chunk_size`` query cells.
+    neighbour. Groups of at most ``exact_max_group`` cells (all groups when ``None``) are searched exactly on
+    ``device``, ``chunk_size`` query cells at a time (fewer for very large groups, to bound memory). Larger
+    groups use NN-descent on the CPU; for them, ``recall_sample`` cells per group are also searched exactly and
+    the mean recall is logged and returned.
     """
     if n_neighbors < 1:
         raise ValueError(f"n_neighbors must be ≥ 1, got {n_neighbors}.")
@@ -47,6 +70,9 @@ def within_group_neighbors(
     indices = np.empty((n_cells, n_neighbors), dtype=np.int64)
     n_valid = np.empty(n_cells, dtype=np.int64)
     data = torch.as_tensor(data)
+    rng = np.random.default_rng(random_state)
+    recalls = []
+    n_approximate = 0
     for group in np.unique(groups):
         members = np.flatnonzero(groups == group)
         size = members.size
@@ -56,13 +82,45 @@ def within_group_neighbors(
             continue
         k = min(n_neighbors, size - 1)
         unit = F.normalize(data[torch.as_tensor(members)].to(device=device, dtype=torch.float32), dim=1)
-        for start in range(0, size, chunk_size):
-            stop = min(start + chunk_size, size)
-            sim = unit[start:stop] @ unit.T
-            sim[torch.arange(stop - start), torch.arange(start, stop)] = float("-inf")  # exclude self
-            top = sim.topk(k, dim=1).indices.cpu().numpy()
-            # Pad short rows by cycling through the valid neighbours so the array stays rectangular.
-            local = top[:, np.arange(n_neighbors) % k]
-            indices[members[start:stop]] = members[local]
+        if exact_max_group is None or size <= exact_max_group:
+            local = _exact_topk(unit, np.arange(size), k, chunk_size)
+        else:
+            n_approximate += 1
+            local = _approximate_topk(unit.cpu().numpy(), k, random_state)
+            sample = rng.choice(size, min(recall_sample, size), replace=False)
+            exact = _exact_topk(unit, sample, k, chunk_size)
+            recalls.append(np.mean([np.intersect1d(a, b).size / k for a, b in zip(local[sample], exact, strict=True)]))
+        # Pad short rows by cycling through the valid neighbours so the array stays rectangular.
+        indices[members] = members[local[:, np.arange(n_neighbors) % k]]
         n_valid[members] = k
-    return NeighborGraph(indices=indices, n_valid=n_valid)
+    recall = float(np.mean(recalls)) if recalls else None
+    if recall is not None:
+        logger.info("approximate kNN in %d group(s): recall %.3f against exact search", n_approximate, recall)
+    return NeighborGraph(indices=indices, n_valid=n_valid, n_approximate_groups=n_approximate, recall=recall)
+
+
+def _exact_topk(unit: torch.Tensor, queries: np.ndarray, k: int, chunk_size: int) -> np.ndarray:
+    """Indices (into ``unit``) of the ``k`` most similar rows to each query row, excluding itself."""
+    chunk = max(1, min(chunk_size, _BLOCK_ELEMENTS // unit.shape[0]))
+    out = np.empty((queries.size, k), dtype=np.int64)
+    for start in range(0, queries.size, chunk):
+        rows = torch.as_tensor(queries[start : start + chunk], device=unit.device)
+        sim = unit[rows] @ unit.T
+        sim[torch.arange(rows.numel(), device=unit.device), rows] = float("-inf")  # exclude self
+        out[start : start + rows.numel()] = sim.topk(k, dim=1).indices.cpu().numpy()
+    return out
+
+
+def _approximate_topk(unit: np.ndarray, k: int, random_state: int) -> np.ndarray:
+    """NN-descent neighbours (pynndescent, a scanpy dependency) without the cell itself."""
+    from pynndescent import NNDescent
+
+    # Rows are unit vectors, so Euclidean order equals cosine order and avoids pynndescent's angular trees.
+    index = NNDescent(unit, metric="euclidean", n_neighbors=k + 1, random_state=random_state, compressed=True)
+    found, _ = index.neighbor_graph
+    keep = (found != np.arange(found.shape[0])[:, None]) & (found >= 0)
+    # Stable sort moves the kept entries (in similarity order) to the front of each row.
+    front = np.take_along_axis(found, np.argsort(~keep, axis=1, kind="stable"), axis=1)[:, :k]
+    n_kept = keep.sum(1, keepdims=True)
+    # Rows with fewer than k found (rare) repeat their best neighbour.
+    return np.where(np.arange(k)[None, :] < n_kept, front, front[:, :1]).astype(np.int64)

@@ -26,8 +26,9 @@ class PCAProjection:
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
         return _standardize(x, self.feature_mean, self.feature_scale, self.max_value)
 
-    def transform(self, x: torch.Tensor, *, chunk_size: int = 65536) -> torch.Tensor:
-        return torch.cat([(self.standardize(b) - self.mean) @ self.components for b in _chunks(x, chunk_size)])
+    def transform(self, x: torch.Tensor, *, chunk_size: int = 8192) -> torch.Tensor:
+        """Float32 scores of ``x`` (any float dtype), one row chunk at a time."""
+        return torch.cat([(self.standardize(b.float()) - self.mean) @ self.components for b in _chunks(x, chunk_size)])
 
 
 def _standardize(x, feature_mean, feature_scale, max_value) -> torch.Tensor:
@@ -42,10 +43,10 @@ def _chunks(x: torch.Tensor, chunk_size: int) -> Iterator[torch.Tensor]:
 
 
 def _column_mean(x: torch.Tensor, chunk_size: int, transform: Callable = lambda b: b) -> torch.Tensor:
-    """Float64 column means of ``transform(x)``, one row chunk at a time (no full-size copy)."""
+    """Column means of ``transform(x)``: float32 sums per row chunk, accumulated in float64."""
     total = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
     for block in _chunks(x, chunk_size):
-        total += transform(block).double().sum(0)
+        total += transform(block.float()).sum(0).double()
     return total / x.shape[0]
 
 
@@ -56,34 +57,36 @@ def fit_pca(
     *,
     standardize: bool = False,
     max_value: float | None = None,
-    chunk_size: int = 65536,
+    chunk_size: int = 8192,
 ) -> PCAProjection:
     """Top ``n_components`` principal axes of ``x`` (n × d), exact and deterministic.
 
     With ``standardize`` each feature is first scaled to unit variance (constant features become 0) and
     clipped at ``±max_value``, so that PCA follows correlated programmes of genes rather than the few
     most highly expressed ones. Moments and the d × d covariance are accumulated in float64 over row
-    chunks, so memory stays O(d²) beyond the input.
+    chunks (each chunk's products in float32, twice as fast as float64 on a CPU; any float input dtype), so
+    memory stays O(d² + chunk_size·d) beyond the input.
     """
     n, d = x.shape
     q = max(1, min(n_components, d, n))
     feature_mean = feature_scale = None
     if standardize:
         mean64 = _column_mean(x, chunk_size)
-        std = (_column_mean(x, chunk_size, lambda b: (b.double() - mean64) ** 2) * n / max(n - 1, 1)).sqrt()
-        feature_scale = torch.where(std > 0, std, torch.ones_like(std)).to(x.dtype)
-        feature_mean = mean64.to(x.dtype)
+        mean32 = mean64.float()
+        std = (_column_mean(x, chunk_size, lambda b: (b - mean32) ** 2) * n / max(n - 1, 1)).sqrt()
+        feature_scale = torch.where(std > 0, std, torch.ones_like(std)).float()
+        feature_mean = mean32
     else:
         max_value = None
 
     def prepared(block: torch.Tensor) -> torch.Tensor:
         return _standardize(block, feature_mean, feature_scale, max_value)
 
-    mean = _column_mean(x, chunk_size, prepared)
+    mean = _column_mean(x, chunk_size, prepared).float()
     cov = torch.zeros(d, d, dtype=torch.float64, device=x.device)
     for block in _chunks(x, chunk_size):
-        centred = prepared(block).double() - mean
-        cov += centred.T @ centred
+        centred = prepared(block.float()) - mean
+        cov += (centred.T @ centred).double()
     cov /= max(n - 1, 1)
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)
     order = torch.argsort(eigenvalues, descending=True)[:q]
@@ -93,9 +96,9 @@ def fit_pca(
     components = components * signs
     scale = eigenvalues[order].clamp_min(0).sqrt()
     return PCAProjection(
-        mean=mean.to(x.dtype),
-        components=components.to(x.dtype),
-        scale=scale.to(x.dtype),
+        mean=mean,
+        components=components.float(),
+        scale=scale.float(),
         feature_mean=feature_mean,
         feature_scale=feature_scale,
         max_value=max_value,

@@ -22,7 +22,7 @@ def n_components(config: FalconConfig, n_fine: int) -> int:
 
 
 def run_falcon(
-    data: np.ndarray,
+    data: np.ndarray | torch.Tensor,
     coarse: np.ndarray,
     *,
     n_coarse: int,
@@ -35,6 +35,9 @@ def run_falcon(
 ) -> FalconResult:
     """FALCON on a dense ``(n_cells, n_features)`` matrix and integer coarse labels in ``[0, n_coarse)``.
 
+    ``data`` may already be a tensor on ``device`` (any float dtype); it is not copied then, and with
+    ``representation="pca"`` only its principal-component scores are kept once they are computed.
+
     With ``config.representation == "pca"`` the matrix is first projected on its top principal components
     (:func:`n_components`; of z-scored features when ``config.standardize``), which the classifier then sees
     and in which neighbours are searched (by cosine similarity, within each coarse class). ``fixed`` (a
@@ -43,28 +46,39 @@ def run_falcon(
     With ``config.n_restarts > 1`` the alternating optimisation runs that many times from different seeds
     (the first is ``random_state``) and the run with the lowest final objective (λ3 =
     ``config.restart_lambda_reg``) is kept: the objective is FALCON's own, so the choice uses no fine labels.
+    Above ``config.restart_max_cells`` cells a single run is made.
     """
     device = torch.device(device)
     t0 = time.perf_counter()
-    x = torch.as_tensor(np.ascontiguousarray(data, dtype=np.float32)).to(device)
+    x = torch.as_tensor(data).to(device)
+    if not x.is_floating_point():
+        x = x.float()
+    # CUDA searches every class exactly; on the CPU very large classes are searched approximately.
+    exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
+    knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
     if config.representation == "pca":
         pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
         scores = pca.transform(x)
-        graph = within_group_neighbors(scores, coarse, config.n_neighbors, device=device)
+        del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
+        graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
         # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
         # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
         # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
         x = scores / pca.scale.clamp_min(1e-6)
     elif config.representation == "genes":
-        graph = within_group_neighbors(x, coarse, config.n_neighbors, device=device)
+        graph = within_group_neighbors(x, coarse, config.n_neighbors, **knn)
     else:
         raise ValueError(f"Unknown representation {config.representation!r}; use 'genes' or 'pca'.")
     t_knn = time.perf_counter() - t0
     logger.info("within-class neighbours: %.2f s", t_knn)
     if config.n_restarts < 1:
         raise ValueError(f"n_restarts must be ≥ 1, got {config.n_restarts}.")
+    n_restarts = config.n_restarts
+    if config.restart_max_cells is not None and len(coarse) > config.restart_max_cells and n_restarts > 1:
+        logger.info("%d cells > restart_max_cells=%d: one run, no restarts", len(coarse), config.restart_max_cells)
+        n_restarts = 1
     seeds = [random_state] + [
-        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(config.n_restarts - 1)
+        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(n_restarts - 1)
     ]
     best = None
     objectives = []
@@ -90,4 +104,5 @@ def run_falcon(
             best = result
     best.restart_objectives = objectives
     best.timings = {"neighbors": t_knn, **timings}
+    best.neighbors = graph
     return best

@@ -2,7 +2,9 @@
 
 Everything stays on one device: the input matrix, the neighbour table and the coarse labels are tensors,
 batches and their sampled neighbours are drawn by index, and the EMA predictions that feed the M-step are
-accumulated there too. There is no per-cell Python in the loop.
+accumulated there too. There is no per-cell Python in the loop, and the host waits for the device only
+every ``solve_every`` steps (finiteness check, M solve). Under ``torch.distributed`` each rank trains on its
+slice of every batch (:mod:`.distributed`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from tqdm.auto import tqdm
 
-from . import losses
+from . import distributed, losses
 from .config import FalconConfig
 from .model import EMATeacher, make_mlp
 from .neighbors import NeighborGraph
@@ -45,6 +47,8 @@ class FalconResult:
     n_recoveries: int
     timings: dict[str, float] = field(default_factory=dict)
     restart_objectives: list[float] = field(default_factory=list)
+    cuda_graph: bool = False  # whether training steps were replayed as a CUDA graph
+    neighbors: NeighborGraph | None = None  # the graph used (set by :func:`~.pipeline.run_falcon`)
 
 
 def proportional_relationship(coarse_sizes: np.ndarray, n_fine: int) -> np.ndarray:
@@ -67,6 +71,51 @@ def fixed_relationship(fine_per_coarse: np.ndarray) -> np.ndarray:
     fine_per_coarse = np.asarray(fine_per_coarse, dtype=int)
     parents = np.repeat(np.arange(fine_per_coarse.size), fine_per_coarse)
     return np.eye(fine_per_coarse.size, dtype=np.int8)[parents]
+
+
+class _GraphedStep:
+    """Runs a training step through a CUDA graph: a few eager warm-up steps on a side stream (they create the
+    optimiser's momentum buffers and cuBLAS workspaces), then one capture replayed every step. A new
+    ``key`` (values baked into the graph, such as the learning rate) triggers a new capture.
+
+    A step of the small FALCON classifier is ~150 tiny kernels; launched one by one from Python the GPU
+    mostly waits for the host, replayed as one graph it does not.
+    """
+
+    warmup_steps = 3
+
+    def __init__(self, step_fn):
+        self.step_fn = step_fn
+        self.graph: torch.cuda.CUDAGraph | None = None
+        self.key = None
+        self.n_calls = 0
+        self.failed = False
+
+    def __call__(self, key) -> None:
+        self.n_calls += 1
+        if self.failed:
+            self.step_fn()
+            return
+        if self.n_calls <= self.warmup_steps:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):
+                self.step_fn()
+            torch.cuda.current_stream().wait_stream(side)
+            return
+        if self.graph is None or key != self.key:
+            self.graph = None  # release the previous capture's memory first
+            graph = torch.cuda.CUDAGraph()
+            try:
+                with torch.cuda.graph(graph):  # records the step's kernels without running them
+                    self.step_fn()
+            except RuntimeError as err:  # nothing ran; the step is taken eagerly from now on
+                logger.warning("CUDA graph capture failed (%s); training continues without graphs.", err)
+                self.failed = True
+                self.step_fn()
+                return
+            self.graph, self.key = graph, key
+        self.graph.replay()
 
 
 class _DivergenceGuard:
@@ -102,9 +151,9 @@ class _DivergenceGuard:
         )
 
 
-def _regularizer(config: FalconConfig, probs, relationship: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
+def _regularizer(config: FalconConfig, mean_probs, relationship: torch.Tensor, coarse: torch.Tensor) -> torch.Tensor:
     prior = losses.relationship_prior(relationship, coarse) if config.prior == "relationship" else None
-    return losses.marginal_regularizer(probs, prior, config.marginal_divergence)
+    return losses.marginal_regularizer(mean_probs, prior, config.marginal_divergence)
 
 
 def _objective(config: FalconConfig, coarse, neighbor, confidence, reg, *, lambda_reg: float | None = None):
@@ -118,7 +167,78 @@ def _objective(config: FalconConfig, coarse, neighbor, confidence, reg, *, lambd
 
 @torch.no_grad()
 def _predict_logits(module: torch.nn.Module, data: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    return torch.cat([module(data[i : i + chunk]) for i in range(0, data.shape[0], chunk)])
+    return torch.cat([module(data[i : i + chunk].float()) for i in range(0, data.shape[0], chunk)])
+
+
+STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def storage_dtype(config: FalconConfig) -> torch.dtype:
+    """The dtype in which the classifier's input matrix is kept on the device."""
+    try:
+        return STORAGE_DTYPES[config.storage_dtype]
+    except KeyError:
+        raise ValueError(
+            f"Unknown storage_dtype {config.storage_dtype!r}; use one of {sorted(STORAGE_DTYPES)}."
+        ) from None
+
+
+@dataclass(frozen=True)
+class BatchInputs:
+    """Device tensors a training step reads from: input matrix, coarse labels, neighbour table, M."""
+
+    x_all: torch.Tensor  # (n, d), any float dtype
+    coarse: torch.Tensor  # (n,)
+    nbr_idx: torch.Tensor  # (n, k)
+    nbr_valid: torch.Tensor  # (n,)
+    relationship: torch.Tensor  # (K_F, K_C) float
+
+
+def batch_objective(
+    student: torch.nn.Module,
+    teacher: EMATeacher,
+    inputs: BatchInputs,
+    idx: torch.Tensor,
+    pick: torch.Tensor,
+    batch_coarse: torch.Tensor,
+    config: FalconConfig,
+    hardness: float | torch.Tensor,
+    lambda_reg: float | torch.Tensor,
+) -> tuple[list[torch.Tensor], torch.Tensor]:
+    """FALCON's loss terms ``[coarse, neighbor, confidence, reg, total]`` on the cells ``idx``, batched.
+
+    ``pick`` ``(len(idx), L)`` holds uniforms in [0, 1) choosing each cell's sampled neighbours among its
+    valid ones. The cells, their neighbours and all teacher predictions go through one batched pass each.
+    ``idx`` may be this rank's slice of a global batch whose coarse labels are ``batch_coarse``: per-cell
+    means are then scaled by the slice's share (so averaging over ranks gives the global mean) and the
+    marginal is summed over ranks. ``hardness`` (of the targets) and ``lambda_reg`` (λ3) may be 0-dim
+    tensors, so that a captured CUDA graph reads them rather than baking them in. Also returns the teacher's
+    logits on ``idx``.
+    """
+    n_sampled = pick.shape[1]
+    share = idx.numel() * distributed.world()[1] / batch_coarse.numel()
+    c = inputs.coarse[idx]
+    nbrs = inputs.nbr_idx[idx[:, None], (pick * inputs.nbr_valid[idx, None]).long()]
+    x = inputs.x_all[idx].float()
+
+    teacher_logits = teacher(torch.cat([x, inputs.x_all[nbrs.reshape(-1)].float()]))
+    t_self = teacher_logits[: idx.numel()]
+    t_nbr_probs = F.softmax(teacher_logits[idx.numel() :], dim=1).view(idx.numel(), n_sampled, -1)
+    allowed = inputs.relationship[:, c].T.bool()
+
+    logits = student(x)
+    log_probs = F.log_softmax(logits, dim=1)
+    probs = log_probs.exp()
+    targets, teacher_confidence = losses.confidence_targets(t_self, allowed, config.temperature, hardness)
+    l_coarse = share * losses.coarse_loss(logits, inputs.relationship, c)
+    l_nn = share * losses.neighbor_loss(probs, t_nbr_probs)
+    # Early on the teacher is confident about no cell; its arbitrary preferences are then not imposed.
+    confident = teacher_confidence > config.confidence_threshold if config.confidence_threshold > 0 else None
+    l_conf = share * losses.confidence_loss(log_probs, targets, confident)
+    mean_probs = distributed.sum_with_grad(probs.sum(0)) / batch_coarse.numel()
+    l_reg = _regularizer(config, mean_probs, inputs.relationship, batch_coarse)
+    total = _objective(config, l_coarse, l_nn, l_conf, l_reg, lambda_reg=lambda_reg)
+    return [l_coarse, l_nn, l_conf, l_reg, total], t_self
 
 
 def train_falcon(
@@ -155,10 +275,11 @@ def train_falcon(
         n_fine = fixed.shape[0]
 
     schedule = Schedule.build(config, n_cells)
+    rank, world_size = distributed.world()
     generator = torch.Generator(device=device).manual_seed(int(random_state))
     torch.manual_seed(int(random_state))  # parameter initialisation uses the global generator
 
-    x_all = torch.as_tensor(data, dtype=torch.float32).to(device)
+    x_all = torch.as_tensor(data).to(device=device, dtype=storage_dtype(config))
     coarse_t = torch.as_tensor(coarse, device=device)
     nbr_idx = torch.as_tensor(neighbors.indices, device=device)
     nbr_valid = torch.as_tensor(neighbors.n_valid, device=device)
@@ -168,6 +289,10 @@ def train_falcon(
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
     )
+    student = model
+    if world_size > 1:
+        ids = [device.index] if device.type == "cuda" else None
+        student = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
     if not learn_relationship:
         relationship = fixed
@@ -187,82 +312,98 @@ def train_falcon(
     history: dict[str, list[float]] = defaultdict(list)
     n_solves = 0
     solve_time = 0.0
+
+    # Everything a step reads or accumulates lives in fixed device tensors, updated in place, so that the
+    # step can be captured once as a CUDA graph and replayed.
+    batch = schedule.batch_size
+    batch_idx = torch.zeros(batch, dtype=torch.int64, device=device)
+    batch_pick = torch.zeros(batch, config.n_sampled_neighbors, device=device)
+    hardness = torch.zeros((), device=device)
+    lambda_reg = torch.zeros((), device=device)
+    nonfinite = torch.zeros((), dtype=torch.bool, device=device)
+    n_finite = torch.zeros((), device=device)
+    sums = torch.zeros(len(LOSS_TERMS), device=device)
+    inputs = BatchInputs(x_all, coarse_t, nbr_idx, nbr_valid, rel_t)
+
+    def train_step() -> None:
+        # Every rank draws the same global batch and trains on its slice of it.
+        idx = batch_idx.tensor_split(world_size)[rank]
+        pick = batch_pick.tensor_split(world_size)[rank]
+        terms, t_self = batch_objective(
+            student, teacher, inputs, idx, pick, coarse_t[batch_idx], config, hardness, lambda_reg
+        )
+        optimizer.zero_grad(set_to_none=True)
+        terms[-1].backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+        teacher.update(model)
+        # Finiteness is checked at the next checkpoint, not here: a check per step would make the host
+        # wait for the device every step.
+        finite = torch.isfinite(terms[-1])
+        nonfinite.logical_or_(~finite)
+        n_finite.add_(finite)
+        sums.add_(torch.where(finite, torch.stack(terms).detach(), 0.0))
+        if learn_relationship:
+            prob_sums.index_add_(0, coarse_t[idx], F.softmax(t_self, dim=1))
+
+    use_graph = config.cuda_graphs and device.type == "cuda" and world_size == 1
+    run_step = _GraphedStep(train_step) if use_graph else None
     timings["setup"] = time.perf_counter() - t0
     t_train = time.perf_counter()
 
     step = 0
-    batch = schedule.batch_size
-    n_sampled = config.n_sampled_neighbors
-    for _ in tqdm(range(schedule.epochs), desc="FALCON", unit="epoch", disable=not progress):
-        sums = torch.zeros(len(LOSS_TERMS), device=device)
+    for _ in tqdm(range(schedule.epochs), desc="FALCON", unit="epoch", disable=not progress or rank != 0):
+        sums.zero_()
+        n_finite.zero_()
         changes_this_epoch = 0
         perm = torch.randperm(n_cells, generator=generator, device=device)
         for b in range(schedule.steps_per_epoch):
             lr = config.lr * guard.lr_scale * schedule.lr_factor(step, config.lr_gamma)
             for group in optimizer.param_groups:
                 group["lr"] = lr
-            idx = perm[b * batch : (b + 1) * batch]
-            c = coarse_t[idx]
-            pick = torch.rand(idx.numel(), n_sampled, generator=generator, device=device) * nbr_valid[idx, None]
-            nbrs = nbr_idx[idx[:, None], pick.long()]
-            x = x_all[idx]
-
-            teacher_logits = teacher(torch.cat([x, x_all[nbrs.reshape(-1)]]))
-            t_self = teacher_logits[: idx.numel()]
-            t_nbr_probs = F.softmax(teacher_logits[idx.numel() :], dim=1).view(idx.numel(), n_sampled, -1)
-            allowed = rel_t[:, c].T.bool()
-
-            logits = model(x)
-            log_probs = F.log_softmax(logits, dim=1)
-            probs = log_probs.exp()
-            targets, teacher_confidence = losses.confidence_targets(
-                t_self, allowed, config.temperature, schedule.hardness(step)
-            )
-            l_coarse = losses.coarse_loss(logits, rel_t, c)
-            l_nn = losses.neighbor_loss(probs, t_nbr_probs)
-            # Early on the teacher is confident about no cell; its arbitrary preferences are then not imposed.
-            confident = teacher_confidence > config.confidence_threshold if config.confidence_threshold > 0 else None
-            l_conf = losses.confidence_loss(log_probs, targets, confident)
-            l_reg = _regularizer(config, probs, rel_t, c)
-            total = _objective(config, l_coarse, l_nn, l_conf, l_reg, lambda_reg=schedule.lambda_reg(step))
-            if not torch.isfinite(total):
-                guard.recover(model, teacher, optimizer, step)
-                step += 1
-                continue
-
-            optimizer.zero_grad(set_to_none=True)
-            total.backward()
-            if config.grad_clip is not None:
-                torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
-            optimizer.step()
-            teacher.update(model)
-            sums += torch.stack([l_coarse, l_nn, l_conf, l_reg, total]).detach()
-
+            batch_idx.copy_(perm[b * batch : (b + 1) * batch])
+            batch_pick.copy_(torch.rand(batch, config.n_sampled_neighbors, generator=generator, device=device))
+            hardness.fill_(schedule.hardness(step))
+            lambda_reg.fill_(schedule.lambda_reg(step))
+            if run_step is None:
+                train_step()
+            else:  # the learning rate is a constant of the graph, and recovery replaces momentum buffers
+                run_step(key=(lr, guard.recoveries))
             if learn_relationship:
-                prob_sums.index_add_(0, c, F.softmax(t_self, dim=1))
-                n_accumulated += idx.numel()
-                if schedule.solves_at(step):
-                    t_solve = time.perf_counter()
-                    # The paper's C = Y_ohᵀ P / N over the cells seen since the last solve.
-                    cost = (prob_sums.T / n_accumulated).double().cpu().numpy()
-                    weight = config.balance_weight if schedule.in_soft_phase(step) else 0.0
-                    new = solve_relationship(cost, weight, time_limit=config.solver_time_limit)
-                    changes_this_epoch += int((new.argmax(1) != relationship.argmax(1)).sum())
-                    relationship = new
-                    rel_t = torch.as_tensor(relationship, dtype=torch.float32, device=device)
-                    prob_sums.zero_()
-                    n_accumulated = 0
-                    n_solves += 1
-                    solve_time += time.perf_counter() - t_solve
-                    guard.save(model, teacher, optimizer)
-            step += 1
+                n_accumulated += batch
 
-        means = (sums / schedule.steps_per_epoch).tolist()
+            step += 1
+            if step % schedule.solve_every and b + 1 < schedule.steps_per_epoch:
+                continue
+            # Checkpoint: recover from a non-finite loss, else re-solve M if due and save the state.
+            if distributed.any_(nonfinite):
+                guard.recover(model, teacher, optimizer, step - 1)
+                nonfinite.zero_()
+                prob_sums.zero_()
+                n_accumulated = 0
+                continue
+            if learn_relationship and schedule.solves_at(step - 1):
+                t_solve = time.perf_counter()
+                # The paper's C = Y_ohᵀ P / N over the cells seen since the last solve (on all ranks).
+                cost = (distributed.sum_(prob_sums).T / n_accumulated).double().cpu().numpy()
+                weight = config.balance_weight if schedule.in_soft_phase(step - 1) else 0.0
+                new = solve_relationship(cost, weight, time_limit=config.solver_time_limit) if rank == 0 else None
+                new = distributed.broadcast_array(new, relationship, device).astype(np.int8)
+                changes_this_epoch += int((new.argmax(1) != relationship.argmax(1)).sum())
+                relationship = new
+                rel_t.copy_(torch.as_tensor(relationship, dtype=torch.float32))
+                prob_sums.zero_()
+                n_accumulated = 0
+                n_solves += 1
+                solve_time += time.perf_counter() - t_solve
+            guard.save(model, teacher, optimizer)
+
+        means = (distributed.sum_(sums) / distributed.sum_(n_finite).clamp_min(1)).tolist()
         for name, value in zip(LOSS_TERMS, means, strict=True):
             history[name].append(value)
         history["relationship_changes"].append(float(changes_this_epoch))
         history["lr"].append(lr)
-        guard.save(model, teacher, optimizer)
 
     timings["training"] = time.perf_counter() - t_train - solve_time
     timings["relationship_solves"] = solve_time
@@ -283,12 +424,16 @@ def train_falcon(
         n_solves=n_solves,
         n_recoveries=guard.recoveries,
         timings=timings,
+        cuda_graph=run_step is not None and not run_step.failed,
     )
 
 
 @torch.no_grad()
-def _finalise(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig):
-    """Labels restricted to each cell's coarse class, and the objective's terms on all cells."""
+def _finalise(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig, chunk: int = 16384):
+    """Labels restricted to each cell's coarse class, and the objective's terms on all cells.
+
+    The neighbour term is accumulated over row chunks: all neighbours' probabilities at once would take
+    cells × k × K_F floats (6.6 GB for a million cells)."""
     probs = F.softmax(logits, dim=1)
     allowed = rel_t[:, coarse_t].T.bool()
     within = probs.masked_fill(~allowed, 0.0)
@@ -297,9 +442,14 @@ def _finalise(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig):
     log_probs = F.log_softmax(logits, dim=1)
     terms = {
         "coarse": losses.coarse_loss(logits, rel_t, coarse_t),
-        "neighbor": losses.neighbor_loss(probs, probs[nbr_idx]),
-        "confidence": losses.confidence_loss(log_probs, F.one_hot(labels, probs.shape[1]).float()),
-        "reg": _regularizer(config, probs, rel_t, coarse_t),
+        "neighbor": sum(
+            losses.neighbor_loss(probs[i : i + chunk], probs[nbr_idx[i : i + chunk]]) * nbr_idx[i : i + chunk].shape[0]
+            for i in range(0, probs.shape[0], chunk)
+        )
+        / probs.shape[0],
+        # L_conf with one-hot targets: the log-probability of each cell's label.
+        "confidence": -log_probs.gather(1, labels[:, None]).mean(),
+        "reg": _regularizer(config, probs.mean(0), rel_t, coarse_t),
     }
     terms["total"] = _objective(config, **terms, lambda_reg=config.restart_lambda_reg)
     objective = {name: float(value) for name, value in terms.items()}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numbers
+import os
 import time
 import warnings
 from collections.abc import Mapping
@@ -16,6 +17,7 @@ from scanpy import logging as logg
 
 from .. import __version__
 from ..core import FalconConfig, FalconResult, fixed_relationship, get_config, run_falcon
+from ..core.trainer import storage_dtype
 from ._preprocess import prepare_input
 
 
@@ -121,13 +123,21 @@ def discover_subtypes(
             stacklevel=2,
         )
 
+    if copy and adata.isbacked:
+        raise ValueError(
+            "copy=True is not supported for a backed AnnData (a copy would have to be written to disk). Use "
+            "copy=False (results go to the in-memory obs/obsm/uns) or load it with adata.to_memory() first."
+        )
+
     t0 = time.perf_counter()
     prepared = prepare_input(adata, layer=layer, n_top_genes=n_top_genes, batch_key=batch_key)
+    # Densified block by block straight onto the device; run_falcon drops it once PCA scores exist.
+    data = prepared.to_tensor(torch_device, storage_dtype(config))
     t_pre = time.perf_counter() - t0
-    logg.info(f"    using {prepared.data.shape[1]} genes of {prepared.input_kind} input")
+    logg.info(f"    using {prepared.shape[1]} genes of {prepared.input_kind} input")
 
     result = run_falcon(
-        prepared.data,
+        data,
         codes,
         n_coarse=len(coarse_names),
         n_fine=n_fine_total,
@@ -137,6 +147,7 @@ def discover_subtypes(
         device=torch_device,
         progress=progress,
     )
+    del data
     result.timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
 
     params = {
@@ -176,7 +187,10 @@ def discover_subtypes(
 
 def _resolve_device(device: str) -> torch.device:
     if device == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+        if not torch.cuda.is_available():
+            return torch.device("cpu")
+        # Under torchrun each process takes the GPU of its local rank.
+        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
     try:
         resolved = torch.device(device)
     except (RuntimeError, TypeError) as err:
@@ -282,8 +296,18 @@ def _store(adata, key, result: FalconResult, coarse_names, genes, params) -> Non
         "n_solves": int(result.n_solves),
         "n_recoveries": int(result.n_recoveries),
         "restart_objectives": np.asarray(result.restart_objectives, dtype=np.float64),
+        "neighbors": _neighbor_summary(result),
+        "cuda_graph": bool(result.cuda_graph),
         "genes": np.asarray(genes, dtype=object),
     }
+
+
+def _neighbor_summary(result: FalconResult) -> dict:
+    graph = result.neighbors
+    summary = {"method": "approximate" if graph.n_approximate_groups else "exact"}
+    if graph.n_approximate_groups:
+        summary.update(n_approximate_groups=int(graph.n_approximate_groups), recall=float(graph.recall))
+    return summary
 
 
 def _h5ad_safe(value):

@@ -4,57 +4,147 @@ from __future__ import annotations
 
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import anndata as ad
 import numpy as np
 import pandas as pd
 import scanpy as sc
+import torch
 from scanpy import logging as logg
 from scipy import sparse
 
 _TARGET_SUM = 1e4
 _SAMPLE_VALUES = 200_000
+_ROWS_PER_BLOCK = 8192
+
+
+def row_blocks(matrix, rows_per_block: int = _ROWS_PER_BLOCK, columns: np.ndarray | None = None):
+    """Yield ``(start, stop, block)``: in-memory row blocks of a dense, sparse or backed (h5ad) matrix.
+
+    ``columns`` selects genes within each block, so a backed file is read one block of rows at a time and
+    a sparse matrix is subset while still sparse.
+    """
+    n_rows = matrix.shape[0]
+    for start in range(0, n_rows, rows_per_block):
+        stop = min(start + rows_per_block, n_rows)
+        in_memory_csr = sparse.issparse(matrix) and matrix.format == "csr"
+        block = _csr_rows(matrix, start, stop) if in_memory_csr else matrix[start:stop]
+        if columns is not None:
+            block = block[:, columns]
+        yield start, stop, block
+
+
+def _csr_rows(matrix, start: int, stop: int) -> sparse.csr_matrix:
+    """Rows ``start:stop`` of an in-memory CSR matrix as a view of its arrays (scipy's slicing copies them,
+    which dominated preprocessing at 10⁵–10⁶ cells)."""
+    lo, hi = matrix.indptr[start], matrix.indptr[stop]
+    parts = (matrix.data[lo:hi], matrix.indices[lo:hi], matrix.indptr[start : stop + 1] - lo)
+    return sparse.csr_matrix(parts, shape=(stop - start, matrix.shape[1]), copy=False)
+
+
+def _stored_values(block) -> np.ndarray:
+    """The explicitly stored values (all of them for dense input), without densifying sparse data."""
+    if sparse.issparse(block):
+        return np.asarray(block.data)
+    return np.asarray(block).ravel()
 
 
 @dataclass(frozen=True)
 class PreparedInput:
-    data: np.ndarray  # (n_cells, n_genes) float32, log-normalised selected genes
+    """The selected genes of an expression matrix and how to log-normalise them, read lazily in row blocks."""
+
+    source: Any  # the full matrix: dense, sparse or backed
+    columns: np.ndarray | None  # selected genes (None: all)
+    size_factors: np.ndarray | None  # (n,) target sum / library size for counts; None for log-normalised input
     genes: pd.Index
     input_kind: str  # "counts" or "log-normalized"
 
+    @property
+    def shape(self) -> tuple[int, int]:
+        return self.source.shape[0], len(self.genes)
 
-def _stored_values(matrix) -> np.ndarray:
-    """The explicitly stored values (all of them for dense input), without densifying sparse data."""
-    if sparse.issparse(matrix):
-        return np.asarray(matrix.data)
-    return np.asarray(matrix).ravel()
+    def to_tensor(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
+        """The dense log-normalised matrix on ``device``, densified one block of rows at a time.
+
+        Host memory beyond the source stays at one dense block (plus the result itself on the CPU).
+        """
+        out = torch.empty(self.shape, dtype=dtype, device=device)
+        for start, stop, block in row_blocks(self.source, columns=self.columns):
+            values = _dense_block(block, device)
+            if self.size_factors is not None:
+                factors = torch.as_tensor(self.size_factors[start:stop], dtype=torch.float32, device=device)
+                values = torch.log1p(values * factors[:, None])
+            out[start:stop] = values
+        return out
+
+
+def _dense_block(block, device: torch.device) -> torch.Tensor:
+    """A float32 dense copy of a row block on ``device``; for CUDA, sparse blocks are densified there (fast,
+    and the host never holds a dense block); on the CPU scipy densifies (far faster than torch there)."""
+    if not sparse.issparse(block) or device.type == "cpu":
+        dense = block.toarray() if sparse.issparse(block) else block
+        return torch.from_numpy(np.asarray(dense, dtype=np.float32)).to(device)
+    block = sparse.csr_matrix(block)
+
+    def on_device(array, dtype):  # transferred as stored, converted on the device
+        return torch.from_numpy(np.ascontiguousarray(array)).to(device).to(dtype)
+
+    with warnings.catch_warnings():  # torch flags sparse CSR support as beta
+        warnings.simplefilter("ignore", UserWarning)
+        tensor = torch.sparse_csr_tensor(
+            on_device(block.indptr, torch.int64),
+            on_device(block.indices, torch.int64),
+            on_device(block.data, torch.float32),
+            size=block.shape,
+        )
+        return tensor.to_dense()
 
 
 def detect_input_kind(matrix, where: str) -> str:
     """``"counts"`` when every value is a non-negative integer, ``"log-normalized"`` when non-negative.
 
-    Raises a ValueError for non-finite or negative values, which neither kind allows.
+    Reads the matrix in row blocks (so a backed matrix is never loaded whole). Raises a ValueError for
+    non-finite or negative values, which neither kind allows.
     """
-    values = _stored_values(matrix)
-    if values.size and not np.isfinite(values).all():
-        raise ValueError(
-            f"{where} contains non-finite values (NaN or inf). Remove or impute them before calling discover_subtypes."
-        )
-    if values.size and values.min() < 0:
-        raise ValueError(
-            f"{where} contains negative values, so it holds neither raw counts nor log-normalised data (it "
-            "may be scaled or batch-corrected). Pass raw counts, e.g. layer='counts', or log1p-normalised data."
-        )
-    sample = values[:: max(1, values.size // _SAMPLE_VALUES)]
-    return "counts" if np.all(sample == np.round(sample)) else "log-normalized"
+    integral = True
+    n_sampled = 0
+    for _, _, block in row_blocks(matrix):
+        values = _stored_values(block)
+        if not values.size:
+            continue
+        if not np.isfinite(values).all():
+            raise ValueError(
+                f"{where} contains non-finite values (NaN or inf). Remove or impute them before calling "
+                "discover_subtypes."
+            )
+        if values.min() < 0:
+            raise ValueError(
+                f"{where} contains negative values, so it holds neither raw counts nor log-normalised data (it "
+                "may be scaled or batch-corrected). Pass raw counts, e.g. layer='counts', or log1p-normalised data."
+            )
+        if integral and n_sampled < _SAMPLE_VALUES:
+            sample = values[:: max(1, values.size // _SAMPLE_VALUES)]
+            integral = bool(np.all(sample == np.round(sample)))
+            n_sampled += sample.size
+    return "counts" if integral else "log-normalized"
+
+
+def _in_memory(matrix):
+    """``matrix`` itself, or a backed matrix read into memory block by block (kept sparse)."""
+    if isinstance(matrix, np.ndarray) or sparse.issparse(matrix):
+        return matrix
+    blocks = [block for _, _, block in row_blocks(matrix)]
+    return sparse.vstack(blocks, format="csr") if sparse.issparse(blocks[0]) else np.vstack(blocks)
 
 
 def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, batch_key: str | None) -> PreparedInput:
-    """Select highly variable genes and return log-normalised dense values for them.
+    """Select highly variable genes and describe their log-normalised values.
 
     Counts: seurat_v3 HVGs on the counts, ``normalize_total(1e4)`` on all genes, ``log1p``. Log-normalised
-    input: scanpy's ``seurat`` HVG flavour on the values as they are. The full matrix is never densified:
-    genes are subset while sparse and only the selected columns become dense.
+    input: scanpy's ``seurat`` HVG flavour on the values as they are. Nothing is densified here; see
+    :meth:`PreparedInput.to_tensor`. A backed matrix is read in row blocks; only gene selection (when
+    ``n_top_genes`` is below the number of genes) needs it in memory, as a sparse matrix.
     """
     matrix = adata.layers[layer] if layer is not None else adata.X
     where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
@@ -69,10 +159,11 @@ def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, bat
                 UserWarning,
                 stacklevel=3,
             )
-        selected = np.arange(n_genes)
+        selected = None
     else:
         # A lightweight AnnData that shares the matrix, so HVG selection writes nothing into the user's object.
-        view = ad.AnnData(X=matrix, obs=adata.obs[[batch_key]] if batch_key else pd.DataFrame(index=adata.obs_names))
+        obs = adata.obs[[batch_key]] if batch_key else pd.DataFrame(index=adata.obs_names)
+        view = ad.AnnData(X=_in_memory(matrix), obs=obs)
         view.var_names = adata.var_names
         flavor = "seurat_v3" if kind == "counts" else "seurat"
         with warnings.catch_warnings():
@@ -80,19 +171,17 @@ def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, bat
             hvg = sc.pp.highly_variable_genes(
                 view, n_top_genes=n_top_genes, flavor=flavor, batch_key=batch_key, inplace=False
             )
+        del view
         ranked = "highly_variable_rank" if flavor == "seurat_v3" else "dispersions_norm"
         score = hvg[ranked].to_numpy(dtype=np.float64)
         score = np.where(np.isfinite(score), score, np.inf if flavor == "seurat_v3" else -np.inf)
         order = np.argsort(score, kind="stable") if flavor == "seurat_v3" else np.argsort(-score, kind="stable")
         selected = np.sort(order[:n_top_genes])
 
-    subset = matrix[:, selected]
+    size_factors = None
     if kind == "counts":
-        totals = np.asarray(matrix.sum(axis=1)).ravel().astype(np.float64)
-        scale = np.divide(_TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
-        subset = sparse.diags(scale) @ subset if sparse.issparse(subset) else subset * scale[:, None]
-        subset = subset.log1p() if sparse.issparse(subset) else np.log1p(subset)
-    dense = subset.toarray() if sparse.issparse(subset) else np.asarray(subset)
-    return PreparedInput(
-        data=np.ascontiguousarray(dense, dtype=np.float32), genes=adata.var_names[selected], input_kind=kind
-    )
+        totals = np.concatenate([np.asarray(block.sum(axis=1)).ravel() for _, _, block in row_blocks(matrix)])
+        totals = totals.astype(np.float64)
+        size_factors = np.divide(_TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+    genes = adata.var_names if selected is None else adata.var_names[selected]
+    return PreparedInput(source=matrix, columns=selected, size_factors=size_factors, genes=genes, input_kind=kind)

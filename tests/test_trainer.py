@@ -1,0 +1,93 @@
+"""The batched training step against a straightforward per-cell implementation, and the step's guards."""
+
+import math
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from falcon_sc.core import DEFAULT, losses
+from falcon_sc.core.model import EMATeacher, make_mlp
+from falcon_sc.core.trainer import BatchInputs, batch_objective
+
+
+def per_cell_objective(model, teacher, x, coarse, nbr_idx, nbr_valid, relationship, idx, pick, config, h, lam):
+    """FALCON's objective written cell by cell, the way a DataLoader-based implementation gathers items."""
+    coarse_terms, nn_terms, conf_terms, student_probs = [], [], [], []
+    for row, i in enumerate(idx.tolist()):
+        p = F.softmax(model(x[i][None]), dim=1)[0]
+        student_probs.append(p)
+        fine_of_c = relationship[:, coarse[i]] > 0
+        coarse_terms.append(-torch.log(p[fine_of_c].sum()))
+        agreements = []
+        for u in pick[row].tolist():
+            j = nbr_idx[i, math.floor(u * nbr_valid[i])]
+            q_j = F.softmax(teacher(x[j][None]), dim=1)[0]
+            agreements.append(-torch.log(torch.dot(p, q_j)))
+        nn_terms.append(torch.stack(agreements).mean())
+        logits_t = teacher(x[i][None])[0] / config.temperature
+        q = torch.zeros_like(p)
+        q[fine_of_c] = F.softmax(logits_t[fine_of_c], dim=0)
+        target = (1 - h) * q + h * F.one_hot(q.argmax(), p.numel()).float()
+        keep = float(q.max() > config.confidence_threshold)
+        conf_terms.append(-(target * torch.log(p)).sum() * keep)
+    mean_p = torch.stack(student_probs).mean(0)
+    batch_coarse = coarse[idx]
+    share = torch.stack([(batch_coarse == c).float().mean() for c in range(relationship.shape[1])])
+    prior = relationship @ (share / relationship.sum(0))
+    reg = (prior * (torch.log(prior) - torch.log(mean_p))).sum()
+    coarse_l, nn_l, conf_l = (torch.stack(t).mean() for t in (coarse_terms, nn_terms, conf_terms))
+    total = config.lambda_coarse * coarse_l + config.lambda_consistency * (nn_l + conf_l) + lam * reg
+    return [coarse_l, nn_l, conf_l, reg, total]
+
+
+def test_batched_objective_equals_per_cell_implementation():
+    torch.manual_seed(0)
+    n, d, n_fine = 40, 5, 4
+    x = torch.randn(n, d)
+    coarse = torch.tensor([0] * 25 + [1] * 15)
+    relationship = torch.tensor([[1.0, 0], [1, 0], [1, 0], [0, 1]])
+    # Neighbours within the coarse class; some cells have fewer valid neighbours than slots.
+    nbr_idx = torch.stack([torch.randperm(25)[:6] if c == 0 else 25 + torch.randperm(15)[:6] for c in coarse])
+    nbr_valid = torch.where(torch.arange(n) % 3 == 0, 2, 6)
+    model = make_mlp(d, n_fine, n_layers=2, hidden_dim=8)
+    teacher = EMATeacher(model, 0.99)
+    with torch.no_grad():  # a teacher that differs from the student
+        for p in teacher.module.parameters():
+            p.add_(0.3 * torch.randn_like(p))
+    config = DEFAULT.replace(confidence_threshold=0.4)
+    idx = torch.tensor([0, 3, 7, 26, 30, 39, 12, 5])
+    pick = torch.rand(idx.numel(), 3)
+    inputs = BatchInputs(x, coarse, nbr_idx, nbr_valid, relationship)
+
+    batched, _ = batch_objective(model, teacher, inputs, idx, pick, coarse[idx], config, 0.4, 0.7)
+    grads = torch.autograd.grad(batched[-1], list(model.parameters()))
+    reference = per_cell_objective(
+        model, teacher, x, coarse, nbr_idx, nbr_valid, relationship, idx, pick, config, 0.4, 0.7
+    )
+    ref_grads = torch.autograd.grad(reference[-1], list(model.parameters()))
+    for got, want in zip(batched, reference, strict=True):
+        assert got.item() == pytest.approx(want.item(), rel=1e-5)
+    for got, want in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(got, want, rtol=1e-4, atol=1e-6)
+    # Tensor-valued hardness and λ3 (as a captured CUDA graph reads them) give the same terms.
+    as_tensors, _ = batch_objective(
+        model, teacher, inputs, idx, pick, coarse[idx], config, torch.tensor(0.4), torch.tensor(0.7)
+    )
+    assert [t.item() for t in as_tensors] == pytest.approx([t.item() for t in batched], rel=1e-6)
+
+
+def test_soft_targets_are_unchanged_by_a_zero_hardness_tensor():
+    logits = torch.randn(5, 4)
+    allowed = torch.ones(5, 4, dtype=torch.bool)
+    soft, _ = losses.confidence_targets(logits, allowed, 0.9, 0.0)
+    blended, _ = losses.confidence_targets(logits, allowed, 0.9, torch.tensor(0.0))
+    assert torch.equal(soft, blended)
+
+
+def test_relationship_prior_counts_classes_absent_from_the_batch():
+    relationship = torch.tensor([[1.0, 0, 0], [0, 1, 0], [0, 0, 1]])
+    prior = losses.relationship_prior(relationship, torch.tensor([0, 0, 2, 2]))
+    assert prior.tolist() == [0.5, 0.0, 0.5]
+    assert np.isclose(prior.sum().item(), 1.0)
