@@ -238,3 +238,11 @@ def test_neighbor_search_is_recorded(small):
     summary = adata.uns["falcon"]["neighbors"]
     assert summary["method"] == "approximate" and summary["n_approximate_groups"] == 3
     assert 0.5 < summary["recall"] <= 1.0
+
+
+def test_dense_counts_are_not_modified(small):
+    adata = small.copy()
+    adata.X = adata.X.toarray()
+    before = adata.X.copy()
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=120, **FAST)
+    np.testing.assert_array_equal(adata.X, before)

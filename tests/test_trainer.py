@@ -91,3 +91,61 @@ def test_relationship_prior_counts_classes_absent_from_the_batch():
     prior = losses.relationship_prior(relationship, torch.tensor([0, 0, 2, 2]))
     assert prior.tolist() == [0.5, 0.0, 0.5]
     assert np.isclose(prior.sum().item(), 1.0)
+
+
+class _FakeCuda:
+    """Stand-ins for torch.cuda's stream and graph API: a 'capture' records the step, 'replay' reruns it."""
+
+    def __init__(self, fail_capture=False):
+        self.fail_capture = fail_capture
+        self.captures = 0
+        self.recorded = None
+
+    def install(self, monkeypatch):
+        import contextlib
+
+        class Stream:
+            def wait_stream(self, other):
+                pass
+
+        fake = self
+
+        class Graph:
+            def replay(self):
+                fake.recorded()
+
+        @contextlib.contextmanager
+        def graph(_):
+            fake.captures += 1
+            if fake.fail_capture:
+                raise RuntimeError("operation not permitted when stream is capturing")
+            yield
+
+        monkeypatch.setattr(torch.cuda, "Stream", Stream)
+        monkeypatch.setattr(torch.cuda, "current_stream", Stream)
+        monkeypatch.setattr(torch.cuda, "stream", lambda s: contextlib.nullcontext())
+        monkeypatch.setattr(torch.cuda, "CUDAGraph", Graph)
+        monkeypatch.setattr(torch.cuda, "graph", graph)
+
+
+@pytest.mark.parametrize("fail_capture", [False, True])
+def test_graphed_step_warms_up_recaptures_on_new_keys_and_falls_back(monkeypatch, fail_capture):
+    from falcon_sc.core.trainer import _GraphedStep
+
+    fake = _FakeCuda(fail_capture)
+    fake.install(monkeypatch)
+    calls = []
+    step = _GraphedStep(lambda: calls.append(1))
+    fake.recorded = step.step_fn
+    keys = [0.1] * 6 + [0.01] * 3 + [0.001] * 2
+    for key in keys:
+        step(key)
+    if fail_capture:
+        # One failed capture, then every step runs eagerly: no step is lost or repeated.
+        assert fake.captures == 1 and step.failed
+    else:
+        assert fake.captures == 3  # after the warm-up, once per learning rate
+    # Each call runs the step exactly once: warm-up eagerly, then by replay (a real capture runs nothing;
+    # the fake capture's body runs, hence the extra call per capture).
+    extra = 0 if fail_capture else fake.captures
+    assert len(calls) == len(keys) + extra

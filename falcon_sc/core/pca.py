@@ -34,8 +34,8 @@ class PCAProjection:
 def _standardize(x, feature_mean, feature_scale, max_value) -> torch.Tensor:
     if feature_mean is None:
         return x
-    z = (x - feature_mean) / feature_scale
-    return z if max_value is None else z.clamp(-max_value, max_value)
+    z = (x - feature_mean).div_(feature_scale)  # one temporary per chunk: the rest is done in place
+    return z if max_value is None else z.clamp_(-max_value, max_value)
 
 
 def _chunks(x: torch.Tensor, chunk_size: int) -> Iterator[torch.Tensor]:
@@ -85,7 +85,8 @@ def fit_pca(
     mean = _column_mean(x, chunk_size, prepared).float()
     cov = torch.zeros(d, d, dtype=torch.float64, device=x.device)
     for block in _chunks(x, chunk_size):
-        centred = prepared(block.float()) - mean
+        centred = prepared(block.float())
+        centred = centred.sub_(mean) if centred is not block else centred - mean
         cov += (centred.T @ centred).double()
     cov /= max(n - 1, 1)
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)

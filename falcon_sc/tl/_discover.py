@@ -50,7 +50,9 @@ def discover_subtypes(
     adata
         Annotated data matrix, cells × genes. ``X`` (or ``layer``) holds raw counts (preferred) or
         log1p-normalised values; this is detected and logged. The object is never modified except for the
-        outputs listed below, which are written only after the computation succeeded.
+        outputs listed below, which are written only after the computation succeeded. A backed AnnData
+        (``sc.read_h5ad(path, backed="r")``) is read in blocks of rows; outputs go to its in-memory
+        annotations.
     coarse_key
         Column of ``adata.obs`` with the coarse labels (e.g. ``"cell_type"``).
     n_fine
@@ -72,7 +74,9 @@ def discover_subtypes(
     random_state
         Seed for initialisation, batches and neighbour sampling; CPU runs with the same seed are identical.
     device
-        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``.
+        ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Under ``torchrun``
+        with an initialised process group, training is data-parallel over the ranks and ``"auto"`` picks
+        ``cuda:LOCAL_RANK``.
     progress
         Show a progress bar over epochs.
     copy
@@ -94,7 +98,9 @@ def discover_subtypes(
         ``params``; ``relationship`` (fine → coarse table with cell counts); ``relationship_matrix`` (K_F × K_C
         0/1) with ``fine_names`` and ``coarse_names``; ``fine_per_coarse``; per-epoch ``history`` of every
         loss term and of M changes; stage ``timings``; final ``objective`` values (and each restart's in
-        ``restart_objectives``); the ``genes`` used.
+        ``restart_objectives``); ``neighbors`` (``method`` exact/approximate, and the measured ``recall`` of an
+        approximate search); ``cuda_graph`` (whether training steps were replayed as a CUDA graph); the
+        ``genes`` used.
 
     Examples
     --------

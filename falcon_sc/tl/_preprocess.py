@@ -74,7 +74,7 @@ class PreparedInput:
             values = _dense_block(block, device)
             if self.size_factors is not None:
                 factors = torch.as_tensor(self.size_factors[start:stop], dtype=torch.float32, device=device)
-                values = torch.log1p(values * factors[:, None])
+                values = values.mul_(factors[:, None]).log1p_()  # in place: a block is a fresh copy
             out[start:stop] = values
         return out
 
@@ -83,7 +83,8 @@ def _dense_block(block, device: torch.device) -> torch.Tensor:
     """A float32 dense copy of a row block on ``device``; for CUDA, sparse blocks are densified there (fast,
     and the host never holds a dense block); on the CPU scipy densifies (far faster than torch there)."""
     if not sparse.issparse(block) or device.type == "cpu":
-        dense = block.toarray() if sparse.issparse(block) else block
+        # Always a copy: a row block of a dense array is a view of the user's data, and is changed in place.
+        dense = block.toarray() if sparse.issparse(block) else np.array(block, dtype=np.float32)
         return torch.from_numpy(np.asarray(dense, dtype=np.float32)).to(device)
     block = sparse.csr_matrix(block)
 
