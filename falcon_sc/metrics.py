@@ -11,6 +11,7 @@ __all__ = [
     "adjusted_rand_index",
     "cluster_accuracy",
     "graph_edit_distance",
+    "match_labels",
     "normalized_mutual_info",
     "true_relationship",
 ]
@@ -30,15 +31,29 @@ def _paired(true_labels, predicted) -> tuple[np.ndarray, np.ndarray]:
     return true_labels, predicted
 
 
+def _matching(true_labels, predicted) -> tuple[pd.DataFrame, np.ndarray, np.ndarray]:
+    table = pd.crosstab(*_paired(true_labels, predicted)[::-1])  # predicted × true
+    rows, cols = linear_sum_assignment(table.to_numpy(), maximize=True)
+    return table, rows, cols
+
+
+def match_labels(true_labels, predicted) -> dict[str, str]:
+    """The best one-to-one matching of predicted to true classes (Hungarian algorithm, most shared cells).
+
+    Returns ``{predicted class: true class}``; predicted classes left without a partner (when there are more
+    of them than true classes) are absent.
+    """
+    table, rows, cols = _matching(true_labels, predicted)
+    return {str(table.index[r]): str(table.columns[c]) for r, c in zip(rows, cols, strict=True)}
+
+
 def cluster_accuracy(true_labels, predicted) -> float:
     """Accuracy after the best one-to-one matching of predicted to true classes (Hungarian algorithm).
 
     Predicted classes left without a partner (when there are more of them than true classes) count as errors.
     """
-    true_labels, predicted = _paired(true_labels, predicted)
-    table = pd.crosstab(predicted, true_labels).to_numpy()
-    rows, cols = linear_sum_assignment(table, maximize=True)
-    return float(table[rows, cols].sum() / true_labels.size)
+    table, rows, cols = _matching(true_labels, predicted)
+    return float(table.to_numpy()[rows, cols].sum() / table.to_numpy().sum())
 
 
 def adjusted_rand_index(true_labels, predicted) -> float:

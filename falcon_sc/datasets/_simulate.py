@@ -50,7 +50,7 @@ def simulate_hierarchy(
     -------
     AnnData with CSR float32 counts in ``X`` and ``layers["counts"]``, categorical ``obs["coarse"]`` (names
     ``"C0"``, …) and ``obs["fine"]`` (names ``"C0.F0"``, … naming the parent), and in ``uns["simulation"]``
-    the parameters and the true fine → coarse assignment.
+    the parameters, the true fine → coarse assignment and each fine class's gene shifts (``fine_shifts``).
     """
     if n_fine < n_coarse:
         raise ValueError(f"n_fine ({n_fine}) must be at least n_coarse ({n_coarse}).")
@@ -76,7 +76,9 @@ def simulate_hierarchy(
         return out
 
     baseline = rng.standard_normal(n_genes)
-    log_means = baseline + shifts(n_coarse, coarse_separation)[parents] + shifts(n_fine, fine_separation)
+    coarse_shifts = shifts(n_coarse, coarse_separation)
+    fine_shifts = shifts(n_fine, fine_separation)
+    log_means = baseline + coarse_shifts[parents] + fine_shifts
     profiles = np.exp(log_means - log_means.max(1, keepdims=True))
     profiles /= profiles.sum(1, keepdims=True)
     library = mean_library_size * np.exp(0.3 * rng.standard_normal(n_cells))
@@ -114,6 +116,8 @@ def simulate_hierarchy(
         "random_state": random_state,
         "fine_parent": np.asarray([coarse_names[p] for p in parents], dtype=object),
         "fine_names": np.asarray(fine_names, dtype=object),
+        # (n_fine × n_genes) log-mean shift of each fine class: its true marker genes
+        "fine_shifts": fine_shifts.astype(np.float32),
     }
     return adata
 

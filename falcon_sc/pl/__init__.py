@@ -1,5 +1,7 @@
-"""Plots of FALCON results."""
+"""Plots of FALCON results (scanpy conventions: ``ax``, ``show``, ``return_fig``)."""
 
+from ._markers import subtype_markers
 from ._relationship import relationship_graph
+from ._subtypes import confusion, subtypes, training_history
 
-__all__ = ["relationship_graph"]
+__all__ = ["confusion", "relationship_graph", "subtype_markers", "subtypes", "training_history"]

@@ -3,23 +3,33 @@ from __future__ import annotations
 import anndata as ad
 import matplotlib.pyplot as plt
 import numpy as np
+import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+
+from .. import metrics
+from ._utils import finish, result, subtype_colors
+
+_AGREE, _DISAGREE, _NEUTRAL = "#2a9d3f", "#d62728", "#9a9a9a"
 
 
 def relationship_graph(
     adata: ad.AnnData,
     key: str = "falcon",
     *,
+    compare_to: str | None = None,
+    coarse_key: str | None = None,
     ax: Axes | None = None,
     show: bool | None = None,
     return_fig: bool | None = None,
-    max_node_size: float = 600.0,
+    max_node_size: float = 500.0,
+    fontsize: float | None = None,
 ) -> Axes | Figure | None:
     """Draw the learned coarse → fine relationship as a bipartite graph.
 
     Coarse classes sit in the left column, their fine classes in the right column grouped under their
-    parent; each marker's area is proportional to its number of cells.
+    parent; a node's area is proportional to its number of cells. Fine nodes take the subtype colours of
+    ``adata.uns[f"{key}_colors"]`` (set from scanpy's palettes if absent), so they match ``sc.pl.umap``.
 
     Parameters
     ----------
@@ -27,55 +37,79 @@ def relationship_graph(
         AnnData after :func:`falcon_sc.tl.discover_subtypes`.
     key
         ``key_added`` of that run.
+    compare_to
+        Column of ``adata.obs`` with known fine labels. Each discovered subtype is matched to one known label
+        (Hungarian matching on shared cells) and annotated with it; an edge is green when the matched label
+        belongs to that coarse class in the known hierarchy (majority parent of its cells), red when not, and
+        grey for subtypes left unmatched.
+    coarse_key
+        Column of coarse labels used for the known hierarchy (default: the run's ``coarse_key``).
     ax
-        Axes to draw into; a new figure is made when ``None``.
+        Axes to draw into; a new figure (its height grows with the number of fine classes) when ``None``.
     show
-        Show the figure (default: when neither ``ax`` nor ``return_fig`` is given).
+        Show the figure (default: ``scanpy.settings.autoshow``).
     return_fig
         Return the figure instead of the axes.
     max_node_size
         Marker area (points²) of the largest node.
+    fontsize
+        Label size; by default it shrinks from 9 to 6 points as the number of fine classes grows.
 
     Returns
     -------
-    The figure when ``return_fig``, else the axes when ``show`` is False, else ``None``.
+    The figure when ``return_fig``, else ``None`` when shown, else the axes.
     """
-    if key not in adata.uns or "relationship" not in adata.uns[key]:
-        raise KeyError(f"adata.uns[{key!r}] holds no FALCON result; run falcon_sc.tl.discover_subtypes first.")
-    table = adata.uns[key]["relationship"]
-    coarse_names = list(adata.uns[key]["coarse_names"])
+    uns = result(adata, key)
+    table = uns["relationship"]
+    coarse_names = [str(c) for c in uns["coarse_names"]]
+    fine_names = [str(f) for f in table.index]
+    parents = [coarse_names.index(str(c)) for c in table["coarse"]]
     fine_counts = table["n_cells"].to_numpy(dtype=float)
-    coarse_counts = np.array([fine_counts[table["coarse"].to_numpy() == c].sum() for c in coarse_names])
-    n_fine, n_coarse = len(table), len(coarse_names)
+    coarse_counts = np.bincount(parents, weights=fine_counts, minlength=len(coarse_names))
+    n_fine, n_coarse = len(fine_names), len(coarse_names)
+    colors = subtype_colors(adata, key)
+
+    labels = {f: f"{f} ({int(n)})" for f, n in zip(fine_names, fine_counts, strict=True)}
+    edge_colors = [_NEUTRAL] * n_fine
+    if compare_to is not None:
+        if compare_to not in adata.obs:
+            raise KeyError(f"compare_to {compare_to!r} is not a column of adata.obs; available: {list(adata.obs)}.")
+        coarse_col = coarse_key or uns["params"]["coarse_key"]
+        known = adata.obs[compare_to].astype(str)
+        known_parent = pd.crosstab(known, adata.obs[coarse_col].astype(str)).idxmax(axis=1)
+        matched = metrics.match_labels(adata.obs[compare_to], adata.obs[key])
+        for f, name in enumerate(fine_names):
+            if name in matched:
+                labels[name] += f" = {matched[name]}"
+                agrees = str(known_parent[matched[name]]) == coarse_names[parents[f]]
+                edge_colors[f] = _AGREE if agrees else _DISAGREE
 
     if ax is None:
-        fig, ax = plt.subplots(figsize=(7, max(3.0, 0.32 * n_fine + 1)))
+        fig, ax = plt.subplots(figsize=(8, min(40.0, max(3.0, 0.26 * n_fine + 1))))
     else:
         fig = ax.figure
+    fontsize = fontsize or float(np.clip(9 - n_fine / 20, 6, 9))
     fine_y = np.linspace(1, 0, n_fine) if n_fine > 1 else np.array([0.5])
-    parent = [coarse_names.index(c) for c in table["coarse"]]
-    coarse_y = np.array([fine_y[np.asarray(parent) == c].mean() for c in range(n_coarse)])
-    colours = plt.get_cmap("tab20")(np.arange(n_coarse) % 20)
-    scale = max_node_size / max(fine_counts.max(), coarse_counts.max(), 1.0)
+    parents_arr = np.asarray(parents)
+    coarse_y = np.array([fine_y[parents_arr == c].mean() if (parents_arr == c).any() else 0.5 for c in range(n_coarse)])
+    scale = max_node_size / max(coarse_counts.max(), 1.0)
 
     for f in range(n_fine):
-        ax.plot([0, 1], [coarse_y[parent[f]], fine_y[f]], color=colours[parent[f]], lw=1.2, zorder=1)
-    ax.scatter(np.zeros(n_coarse), coarse_y, s=coarse_counts * scale + 20, c=colours, zorder=2, edgecolors="k")
-    ax.scatter(np.ones(n_fine), fine_y, s=fine_counts * scale + 10, c=colours[parent], zorder=2, edgecolors="k")
+        ax.plot([0, 1], [coarse_y[parents[f]], fine_y[f]], color=edge_colors[f], lw=1.2, zorder=1)
+    ax.scatter(np.zeros(n_coarse), coarse_y, s=coarse_counts * scale + 20, c="#d9d9d9", zorder=2, edgecolors="k")
+    ax.scatter(
+        np.ones(n_fine), fine_y, s=fine_counts * scale + 8, c=[colors[f] for f in fine_names], zorder=2, edgecolors="k"
+    )
     for c, name in enumerate(coarse_names):
-        ax.text(-0.08, coarse_y[c], f"{name} ({int(coarse_counts[c])})", ha="right", va="center", fontsize=9)
-    for f, name in enumerate(table.index):
-        ax.text(1.08, fine_y[f], f"{name} ({int(fine_counts[f])})", ha="left", va="center", fontsize=8)
-    ax.set_xlim(-0.9, 1.9)
-    ax.set_ylim(-0.08, 1.08)
+        ax.text(-0.06, coarse_y[c], f"{name} ({int(coarse_counts[c])})", ha="right", va="center", fontsize=fontsize)
+    for f, name in enumerate(fine_names):
+        ax.text(1.06, fine_y[f], labels[name], ha="left", va="center", fontsize=fontsize)
+    ax.set_xlim(-1.0, 2.1)
+    ax.set_ylim(-0.04, 1.04)
     ax.axis("off")
-    ax.set_title(f"FALCON relationship: {n_coarse} coarse → {n_fine} fine")
-
-    if return_fig:
-        return fig
-    if show is None:
-        show = True
-    if show:
-        plt.show()
-        return None
-    return ax
+    title = f"FALCON relationship: {n_coarse} coarse → {n_fine} fine"
+    if compare_to is not None:
+        n_agree = edge_colors.count(_AGREE)
+        title += f"\nmatched to {compare_to!r}: {n_agree} of {n_fine} edges agree with the known hierarchy"
+    ax.set_title(title, fontsize=fontsize + 2)
+    return finish(fig, ax, show, return_fig)

@@ -1,5 +1,6 @@
 """Tools: FALCON on AnnData."""
 
 from ._discover import discover_subtypes
+from ._markers import subtype_markers
 
-__all__ = ["discover_subtypes"]
+__all__ = ["discover_subtypes", "subtype_markers"]
