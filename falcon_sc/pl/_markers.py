@@ -24,8 +24,21 @@ def subtype_markers(
     markers_key = markers_key or f"{key}_markers"
     if markers_key not in adata.uns:
         raise KeyError(f"adata.uns has no {markers_key!r}; run falcon_sc.tl.subtype_markers(adata, {key!r}) first.")
-    subtype_colors(adata, key)  # the groups' colour bar matches the other plots
+    colors = subtype_colors(adata, key)
     kwargs.setdefault("dendrogram", False)  # keep subtypes grouped under their parent, in order
+    # Subtypes without cells have no row to draw and make scanpy fail: plot a light copy without them.
+    sizes = adata.obs[key].value_counts()
+    cells = adata.obs[key].isin(sizes.index[sizes > 0]).to_numpy()
+    layer = kwargs.get("layer")
+    plotted = ad.AnnData(
+        X=adata.X[cells] if layer is None else None,
+        obs=adata.obs[[key]][cells],
+        var=adata.var[[]],
+        layers={} if layer is None else {layer: adata.layers[layer][cells]},
+    )
+    plotted.obs[key] = plotted.obs[key].cat.remove_unused_categories()
+    plotted.uns[f"{key}_colors"] = [colors[c] for c in plotted.obs[key].cat.categories]
+    plotted.uns[markers_key] = adata.uns[markers_key]
     return sc.pl.rank_genes_groups_dotplot(
-        adata, key=markers_key, groupby=key, n_genes=n_genes, show=show, return_fig=return_fig, **kwargs
+        plotted, key=markers_key, groupby=key, n_genes=n_genes, show=show, return_fig=return_fig, **kwargs
     )
