@@ -54,6 +54,7 @@ def pbmc_covid_challenge(path: str | Path | None = None, *, backed: bool = False
             f"{path} lacks obs columns {missing} of the COVID challenge schema {list(COVID_CHALLENGE_COLUMNS)}; "
             "is it the file from " + COVID_CHALLENGE_URL + "?"
         )
-    if not backed and adata.raw is not None and adata.raw.n_vars == adata.n_vars and "counts" not in adata.layers:
-        adata.layers["counts"] = adata.raw.X.copy()
+    has_raw_counts = adata.raw is not None and adata.var_names.isin(adata.raw.var_names).all()
+    if not backed and has_raw_counts and "counts" not in adata.layers:
+        adata.layers["counts"] = adata.raw[:, adata.var_names].X.copy()
     return adata

@@ -101,9 +101,9 @@ def relationship_graph(
         np.ones(n_fine), fine_y, s=fine_counts * scale + 8, c=[colors[f] for f in fine_names], zorder=2, edgecolors="k"
     )
     for c, name in enumerate(coarse_names):
-        ax.text(-0.06, coarse_y[c], f"{name} ({int(coarse_counts[c])})", ha="right", va="center", fontsize=fontsize)
+        ax.text(-0.14, coarse_y[c], f"{name} ({int(coarse_counts[c])})", ha="right", va="center", fontsize=fontsize)
     for f, name in enumerate(fine_names):
-        ax.text(1.06, fine_y[f], labels[name], ha="left", va="center", fontsize=fontsize)
+        ax.text(1.1, fine_y[f], labels[name], ha="left", va="center", fontsize=fontsize)
     ax.set_xlim(-1.0, 2.1)
     ax.set_ylim(-0.04, 1.04)
     ax.axis("off")
