@@ -8,7 +8,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import metrics
-from ._utils import finish, result, subtype_colors
+from ..tl._discover import stored_result as result
+from ._utils import finish, subtype_colors
 
 _AGREE, _DISAGREE, _NEUTRAL = "#2a9d3f", "#d62728", "#9a9a9a"
 

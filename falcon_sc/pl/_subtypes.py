@@ -12,7 +12,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import metrics
-from ._utils import finish, result, subtype_colors
+from ..tl._discover import stored_result as result
+from ._utils import finish, subtype_colors
 
 
 def subtypes(

@@ -1,4 +1,4 @@
-"""What every FALCON plot shares: reading a result, subtype colours, scanpy's show/return conventions."""
+"""What every FALCON plot shares: subtype colours and scanpy's show/return conventions."""
 
 from __future__ import annotations
 
@@ -7,13 +7,6 @@ import matplotlib.pyplot as plt
 import numpy as np
 import scanpy as sc
 from scanpy.plotting import palettes
-
-
-def result(adata: ad.AnnData, key: str) -> dict:
-    """``adata.uns[key]`` of a discover_subtypes run, or a KeyError saying how to get one."""
-    if key not in adata.uns or "relationship" not in adata.uns[key] or key not in adata.obs:
-        raise KeyError(f"adata holds no FALCON result under {key!r}; run falcon_sc.tl.discover_subtypes first.")
-    return adata.uns[key]
 
 
 def subtype_colors(adata: ad.AnnData, key: str) -> dict[str, str]:

@@ -137,7 +137,7 @@ def discover_subtypes(
 
     t0 = time.perf_counter()
     prepared = prepare_input(adata, layer=layer, n_top_genes=n_top_genes, batch_key=batch_key)
-    # Densified block by block straight onto the device; run_falcon drops it once PCA scores exist.
+    # Densified block by block straight onto the device (held here until run_falcon returns).
     data = prepared.to_tensor(torch_device, storage_dtype(config))
     t_pre = time.perf_counter() - t0
     logg.info(f"    using {prepared.shape[1]} genes of {prepared.input_kind} input")
@@ -189,6 +189,13 @@ def discover_subtypes(
         ),
     )
     return adata if copy else None
+
+
+def stored_result(adata: ad.AnnData, key: str) -> dict:
+    """``adata.uns[key]`` of a discover_subtypes run, or a KeyError saying how to get one."""
+    if key not in adata.uns or "relationship" not in adata.uns[key] or key not in adata.obs:
+        raise KeyError(f"adata holds no FALCON result under {key!r}; run falcon_sc.tl.discover_subtypes first.")
+    return adata.uns[key]
 
 
 def _resolve_device(device: str) -> torch.device:

@@ -10,6 +10,7 @@ import pandas as pd
 import scanpy as sc
 from scanpy import logging as logg
 
+from ._discover import stored_result
 from ._preprocess import detect_input_kind
 
 _FIELDS = ("names", "scores", "logfoldchanges", "pvals", "pvals_adj")
@@ -53,10 +54,8 @@ def subtype_markers(
     ``sc.pl.rank_genes_groups_dotplot(adata, key=key_added)`` and :func:`falcon_sc.pl.subtype_markers` show
     them; plus ``table``, all results as one long DataFrame with a ``coarse`` column.
     """
-    if key not in adata.obs or key not in adata.uns:
-        raise KeyError(f"adata holds no FALCON result under {key!r}; run falcon_sc.tl.discover_subtypes first.")
+    coarse_key = stored_result(adata, key)["params"]["coarse_key"]
     key_added = key_added or f"{key}_markers"
-    coarse_key = adata.uns[key]["params"]["coarse_key"]
     matrix = adata.layers[layer] if layer is not None else adata.X
     counts = detect_input_kind(matrix, "the expression matrix") == "counts"
     n_genes = min(n_genes, adata.n_vars)
