@@ -1,12 +1,13 @@
 """FALCON's engine on plain arrays and tensors: no AnnData here.
 
 Modules: ``relationship`` (exact M-step with HiGHS), ``losses`` (the objective's terms), ``neighbors``
-(within-class kNN), ``model`` (MLP and EMA teacher), ``schedule`` (steps, phases), ``trainer`` (the
-alternating optimisation), ``pipeline`` (neighbours + training in one call), ``config`` (hyperparameters
-and presets).
+(within-class kNN), ``estimate`` (K_F from the data), ``model`` (MLP and EMA teacher), ``schedule`` (steps,
+phases), ``trainer`` (the alternating optimisation), ``pipeline`` (neighbours + training in one call),
+``config`` (hyperparameters and presets).
 """
 
 from .config import DEFAULT, PAPER, PRESETS, FalconConfig, get_config
+from .estimate import FineCountEstimate, estimate_n_fine
 from .neighbors import NeighborGraph, within_group_neighbors
 from .pipeline import run_falcon
 from .relationship import relationship_objective, solve_relationship, solve_relationships
@@ -19,8 +20,10 @@ __all__ = [
     "PRESETS",
     "FalconConfig",
     "FalconResult",
+    "FineCountEstimate",
     "NeighborGraph",
     "Schedule",
+    "estimate_n_fine",
     "fixed_relationship",
     "get_config",
     "proportional_relationship",

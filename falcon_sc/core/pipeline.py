@@ -28,6 +28,7 @@ def run_falcon(
     n_coarse: int,
     n_fine: int,
     fixed: np.ndarray | None = None,
+    coarse_blocks: list[int] | None = None,
     config: FalconConfig,
     random_state: int = 0,
     device: str | torch.device = "cpu",
@@ -41,7 +42,9 @@ def run_falcon(
     With ``config.representation == "pca"`` the matrix is first projected on its top principal components
     (:func:`n_components`; of z-scored features when ``config.standardize``), which the classifier then sees
     and in which neighbours are searched (by cosine similarity, within each coarse class). ``fixed`` (a
-    ``(K_F, K_C)`` relationship) keeps M constant; otherwise M is learned.
+    ``(K_F, K_C)`` relationship) keeps M constant; otherwise M is learned. ``coarse_blocks`` splits the coarse
+    labels into datasets with their own taxonomies (see :func:`~.trainer.train_falcon`); neighbours are then
+    searched within each (dataset, coarse class), since every such pair has its own label.
 
     With ``config.n_restarts > 1`` the alternating optimisation runs that many times from different seeds
     (the first is ``random_state``) and the run with the lowest final objective (λ3 =
@@ -91,6 +94,7 @@ def run_falcon(
             n_fine=n_fine,
             n_coarse=n_coarse,
             fixed=fixed,
+            coarse_blocks=coarse_blocks,
             config=config,
             random_state=seed,
             device=device,

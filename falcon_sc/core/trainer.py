@@ -13,6 +13,7 @@ import copy
 import logging
 import time
 from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -24,7 +25,7 @@ from . import distributed, losses
 from .config import FalconConfig
 from .model import EMATeacher, make_mlp
 from .neighbors import NeighborGraph
-from .relationship import solve_relationship
+from .relationship import solve_relationship, solve_relationships
 from .schedule import Schedule
 
 logger = logging.getLogger(__name__)
@@ -39,7 +40,7 @@ class FalconResult:
     probs: np.ndarray  # (n, K_F) float32: teacher softmax over all fine classes
     labels: np.ndarray  # (n,) int64: most probable fine class among those M gives the cell's coarse class
     confidence: np.ndarray  # (n,) float32: that class's probability renormalised within the coarse class
-    relationship: np.ndarray  # (K_F, K_C) int8
+    relationship: np.ndarray  # (K_F, K_C) int8; with several datasets their M_l side by side (see blocks)
     history: dict[str, list[float]]
     objective: dict[str, float]
     schedule: Schedule
@@ -49,6 +50,16 @@ class FalconResult:
     restart_objectives: list[float] = field(default_factory=list)
     cuda_graph: bool = False  # whether training steps were replayed as a CUDA graph
     neighbors: NeighborGraph | None = None  # the graph used (set by :func:`~.pipeline.run_falcon`)
+    coarse_blocks: tuple[int, ...] = ()  # coarse classes per dataset (columns of ``relationship``)
+
+    def relationships(self) -> list[np.ndarray]:
+        """One ``(K_F, K_C^l)`` relationship per dataset."""
+        return split_blocks(self.relationship, self.coarse_blocks)
+
+
+def split_blocks(matrix: np.ndarray, coarse_blocks) -> list[np.ndarray]:
+    """The column blocks of ``matrix`` (one per dataset) given the number of coarse classes of each."""
+    return np.split(matrix, np.cumsum(coarse_blocks)[:-1], axis=1)
 
 
 def proportional_relationship(coarse_sizes: np.ndarray, n_fine: int) -> np.ndarray:
@@ -64,6 +75,51 @@ def proportional_relationship(coarse_sizes: np.ndarray, n_fine: int) -> np.ndarr
     order = np.lexsort((-coarse_sizes, -(quota - counts)))
     counts[order[: extra - counts.sum()]] += 1
     return fixed_relationship(counts + 1)
+
+
+def aligned_relationship(first: np.ndarray, overlap: np.ndarray, *, time_limit: float = 60.0) -> np.ndarray:
+    """Initial M_l of a later dataset, consistent with the first dataset's M at the coarse level.
+
+    ``overlap[c, c']`` is the share of the first dataset's coarse class ``c`` that falls in the later dataset's
+    class ``c'`` (judged from the later dataset's cells, see :func:`coarse_overlaps`). The fine classes of ``c``
+    split ``c`` into equal consecutive parts, the classes ``c'`` into parts of sizes ``overlap[c]``; a fine
+    class's cost for ``c'`` is how much its part overlaps that of ``c'``, and the exact M-step solver assigns
+    the parents (so every class ``c'`` gets a fine class). Without this, independent initial splits of the
+    datasets would ask each fine class to be the union of unrelated cells until the first M-step.
+    """
+    parents = first.argmax(1)
+    cost = np.zeros((first.shape[0], overlap.shape[1]))
+    for c in range(first.shape[1]):
+        fines = np.flatnonzero(parents == c)
+        edges = np.r_[0.0, np.cumsum(overlap[c])]
+        for j, f in enumerate(fines):
+            lo, hi = j / fines.size, (j + 1) / fines.size
+            cost[f] = np.clip(np.minimum(hi, edges[1:]) - np.maximum(lo, edges[:-1]), 0.0, None) * fines.size
+    return solve_relationship(cost, 0.0, time_limit=time_limit)
+
+
+@torch.no_grad()
+def coarse_overlaps(x: torch.Tensor, coarse: torch.Tensor, coarse_blocks: Sequence[int]) -> list[np.ndarray]:
+    """For every later dataset, ``(K_C^0, K_C^l)``: how the first dataset's coarse classes spread over its own.
+
+    Each cell of a later dataset is given the first dataset's coarse class with the nearest centroid (cosine);
+    row ``c`` is the distribution over the later dataset's classes of the cells given ``c`` (uniform if none).
+    """
+    n_first = coarse_blocks[0]
+    unit = F.normalize(x.float(), dim=1)
+    first = coarse < n_first
+    centroids = torch.zeros(n_first, x.shape[1], device=x.device).index_add_(0, coarse[first], unit[first])
+    centroids = F.normalize(centroids, dim=1)
+    overlaps, offset = [], n_first
+    for size in coarse_blocks[1:]:
+        cells = (coarse >= offset) & (coarse < offset + size)
+        nearest = (unit[cells] @ centroids.T).argmax(1).cpu().numpy()
+        own = (coarse[cells] - offset).cpu().numpy()
+        counts = np.bincount(nearest * size + own, minlength=n_first * size).reshape(n_first, size).astype(float)
+        totals = counts.sum(1, keepdims=True)
+        overlaps.append(np.where(totals > 0, counts / np.maximum(totals, 1), 1.0 / size))
+        offset += size
+    return overlaps
 
 
 def fixed_relationship(fine_per_coarse: np.ndarray) -> np.ndarray:
@@ -249,6 +305,7 @@ def train_falcon(
     n_fine: int | None = None,
     n_coarse: int | None = None,
     fixed: np.ndarray | None = None,
+    coarse_blocks: Sequence[int] | None = None,
     config: FalconConfig,
     random_state: int = 0,
     device: str | torch.device = "cpu",
@@ -258,6 +315,12 @@ def train_falcon(
 
     Either ``n_fine`` is given and M is learned, or ``fixed`` is a ``(K_F, K_C)`` relationship that stays
     unchanged (no M-step).
+
+    Several datasets with their own coarse taxonomies share one fine classifier when ``coarse_blocks`` gives
+    the number of coarse classes of each: coarse labels ``0 … coarse_blocks[0] − 1`` are the first dataset's,
+    the next ``coarse_blocks[1]`` the second's, and so on. M is then the datasets' relationships M_l side by
+    side (each fine class has one parent in every dataset); every loss term reads the column of the cell's own
+    (dataset, coarse class), and the M-step solves each M_l independently.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -266,10 +329,18 @@ def train_falcon(
     n_cells = coarse.size
     n_coarse = int(n_coarse if n_coarse is not None else coarse.max() + 1)
     coarse_sizes = np.bincount(coarse, minlength=n_coarse)
+    coarse_blocks = tuple(int(b) for b in (coarse_blocks if coarse_blocks is not None else [n_coarse]))
+    if sum(coarse_blocks) != n_coarse or min(coarse_blocks) < 1:
+        raise ValueError(f"coarse_blocks {coarse_blocks} must be positive and sum to n_coarse={n_coarse}.")
     learn_relationship = fixed is None
     if learn_relationship:
         if n_fine is None:
             raise ValueError("Pass either n_fine (learn M) or fixed (a given relationship).")
+        if n_fine < max(coarse_blocks):
+            raise ValueError(
+                f"n_fine={n_fine} is smaller than the {max(coarse_blocks)} coarse classes of a dataset; every coarse "
+                "class needs at least one fine class."
+            )
     else:
         fixed = np.asarray(fixed, dtype=np.int8)
         n_fine = fixed.shape[0]
@@ -294,18 +365,29 @@ def train_falcon(
         ids = [device.index] if device.type == "cuda" else None
         student = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
+    block_of_group = np.repeat(np.arange(len(coarse_blocks)), coarse_blocks)
     if not learn_relationship:
         relationship = fixed
     elif config.relationship_init == "proportional":
-        relationship = proportional_relationship(coarse_sizes, n_fine)
+        relationship = proportional_relationship(coarse_sizes[: coarse_blocks[0]], n_fine)
+        later = [
+            aligned_relationship(relationship, overlap, time_limit=config.solver_time_limit)
+            for overlap in coarse_overlaps(x_all, coarse_t, coarse_blocks)
+        ]
+        relationship = np.hstack([relationship, *later])
     elif config.relationship_init == "random":
         random_cost = torch.rand(n_fine, n_coarse, generator=generator, device=device).cpu().numpy()
-        relationship = solve_relationship(random_cost, config.balance_weight, time_limit=config.solver_time_limit)
+        relationship = np.hstack(
+            solve_relationships(
+                split_blocks(random_cost, coarse_blocks), config.balance_weight, time_limit=config.solver_time_limit
+            )
+        )
     else:
         raise ValueError(f"Unknown relationship_init {config.relationship_init!r}.")
     rel_t = torch.as_tensor(relationship, dtype=torch.float32, device=device)
+    # EMA predictions summed per coarse class (the M-step's cost) and the number of cells behind them.
     prob_sums = torch.zeros(n_coarse, n_fine, device=device)
-    n_accumulated = 0
+    group_counts = torch.zeros(n_coarse, device=device)
 
     guard = _DivergenceGuard(config.max_recoveries)
     guard.save(model, teacher, optimizer)
@@ -346,6 +428,7 @@ def train_falcon(
         sums.add_(torch.where(finite, torch.stack(terms).detach(), 0.0))
         if learn_relationship:
             prob_sums.index_add_(0, coarse_t[idx], F.softmax(t_self, dim=1))
+            group_counts.index_add_(0, coarse_t[idx], torch.ones_like(idx, dtype=group_counts.dtype))
 
     use_graph = config.cuda_graphs and device.type == "cuda" and world_size == 1
     run_step = _GraphedStep(train_step) if use_graph else None
@@ -370,8 +453,6 @@ def train_falcon(
                 train_step()
             else:  # the learning rate is a constant of the graph, and recovery replaces momentum buffers
                 run_step(key=(lr, guard.recoveries))
-            if learn_relationship:
-                n_accumulated += batch
 
             step += 1
             if step % schedule.solve_every and b + 1 < schedule.steps_per_epoch:
@@ -381,20 +462,27 @@ def train_falcon(
                 guard.recover(model, teacher, optimizer, step - 1)
                 nonfinite.zero_()
                 prob_sums.zero_()
-                n_accumulated = 0
+                group_counts.zero_()
                 continue
             if learn_relationship and schedule.solves_at(step - 1):
                 t_solve = time.perf_counter()
-                # The paper's C = Y_ohᵀ P / N over the cells seen since the last solve (on all ranks).
-                cost = (distributed.sum_(prob_sums).T / n_accumulated).double().cpu().numpy()
+                # The paper's C = Y_ohᵀ P / N over the cells seen since the last solve (on all ranks), one
+                # independent problem per dataset, each normalised by its own number of cells.
+                counts = distributed.sum_(group_counts).double().cpu().numpy()
+                n_seen = np.bincount(block_of_group, weights=counts, minlength=len(coarse_blocks))
+                cost = distributed.sum_(prob_sums).T.double().cpu().numpy() / n_seen[block_of_group].clip(1)
                 weight = config.balance_weight if schedule.in_soft_phase(step - 1) else 0.0
-                new = solve_relationship(cost, weight, time_limit=config.solver_time_limit) if rank == 0 else None
+                new = None
+                if rank == 0:
+                    blocks = split_blocks(cost, coarse_blocks)
+                    new = np.hstack(solve_relationships(blocks, weight, time_limit=config.solver_time_limit))
                 new = distributed.broadcast_array(new, relationship, device).astype(np.int8)
-                changes_this_epoch += int((new.argmax(1) != relationship.argmax(1)).sum())
+                # A fine class that changes parent in one dataset flips two entries of M.
+                changes_this_epoch += int((new != relationship).sum()) // 2
                 relationship = new
                 rel_t.copy_(torch.as_tensor(relationship, dtype=torch.float32))
                 prob_sums.zero_()
-                n_accumulated = 0
+                group_counts.zero_()
                 n_solves += 1
                 solve_time += time.perf_counter() - t_solve
             guard.save(model, teacher, optimizer)
@@ -425,6 +513,7 @@ def train_falcon(
         n_recoveries=guard.recoveries,
         timings=timings,
         cuda_graph=run_step is not None and not run_step.failed,
+        coarse_blocks=coarse_blocks,
     )
 
 

@@ -2,6 +2,13 @@
 
 from ._covid import COVID_CHALLENGE_URL, pbmc_covid_challenge
 from ._pbmc68k import PBMC68K_COARSE, pbmc68k_hierarchy
-from ._simulate import simulate_hierarchy
+from ._simulate import simulate_datasets, simulate_hierarchy
 
-__all__ = ["COVID_CHALLENGE_URL", "PBMC68K_COARSE", "pbmc68k_hierarchy", "pbmc_covid_challenge", "simulate_hierarchy"]
+__all__ = [
+    "COVID_CHALLENGE_URL",
+    "PBMC68K_COARSE",
+    "pbmc68k_hierarchy",
+    "pbmc_covid_challenge",
+    "simulate_datasets",
+    "simulate_hierarchy",
+]

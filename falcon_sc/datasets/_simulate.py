@@ -122,6 +122,55 @@ def simulate_hierarchy(
     return adata
 
 
+def simulate_datasets(
+    n_cells: int = 3000,
+    n_genes: int = 2000,
+    n_fine: int = 12,
+    n_coarse: tuple[int, ...] = (3, 4),
+    *,
+    random_state: int = 0,
+    **simulation,
+) -> ad.AnnData:
+    """Several simulated datasets whose coarse labels group one set of fine classes differently.
+
+    The cells are those of :func:`simulate_hierarchy` with ``n_cells × len(n_coarse)`` cells, ``n_fine`` fine
+    classes and ``n_coarse[0]`` coarse classes (``simulation`` passes its other options), dealt at random into
+    ``len(n_coarse)`` datasets of ``n_cells`` cells. Dataset ``"D0"`` keeps the simulated hierarchy (its
+    coarse classes also differ in expression, like lineages); dataset ``"Dl"`` groups the fine classes into
+    ``n_coarse[l]`` coarse classes at random (every group gets one fine class, the rest uniformly), so its
+    coarse classes cut across those of ``D0`` (like a functional grouping). The same fine class therefore has a
+    different parent in each dataset, and coarse names (``"C0"``, …) are reused with a different meaning.
+
+    Returns
+    -------
+    AnnData with ``obs["dataset"]`` (``"D0"``, ``"D1"``, …), ``obs["coarse"]`` (the cell's coarse label within
+    its dataset), ``obs["fine"]`` (shared fine classes) and ``uns["simulation"]["parents"]``: ``{dataset:
+    parent of each fine class}`` in the order of ``uns["simulation"]["fine_names"]``.
+    """
+    n_datasets = len(n_coarse)
+    if n_datasets < 1 or min(n_coarse) < 1 or max(n_coarse) > n_fine:
+        raise ValueError(f"n_coarse {n_coarse} needs one entry per dataset, each between 1 and n_fine={n_fine}.")
+    adata = simulate_hierarchy(
+        n_cells * n_datasets, n_genes, n_coarse[0], n_fine, random_state=random_state, **simulation
+    )
+    rng = np.random.default_rng([random_state, n_datasets])
+    fine_names = list(adata.uns["simulation"]["fine_names"])
+    fine = adata.obs["fine"].cat.rename_categories(fine_names)  # categories in fine_names order
+    dataset = rng.permutation(np.repeat(np.arange(n_datasets), n_cells))
+    parents = {"D0": np.asarray(adata.uns["simulation"]["fine_parent"], dtype=object)}
+    for d in range(1, n_datasets):
+        grouping = rng.permutation(np.r_[np.arange(n_coarse[d]), rng.integers(0, n_coarse[d], n_fine - n_coarse[d])])
+        parents[f"D{d}"] = np.asarray([f"C{g}" for g in grouping], dtype=object)
+    coarse = np.empty(adata.n_obs, dtype=object)
+    for d in range(n_datasets):
+        cells = dataset == d
+        coarse[cells] = parents[f"D{d}"][fine.cat.codes.to_numpy()[cells]]
+    adata.obs["dataset"] = pd.Categorical.from_codes(dataset, [f"D{d}" for d in range(n_datasets)])
+    adata.obs["coarse"] = pd.Categorical(coarse)
+    adata.uns["simulation"]["parents"] = parents
+    return adata
+
+
 def _torch_counts(library, profiles, fine_of_cell, dispersion, device, seed) -> sparse.csr_matrix:
     """Gamma–Poisson counts drawn with torch on ``device``, assembled into one CSR matrix on the host."""
     import torch

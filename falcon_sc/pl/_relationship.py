@@ -18,6 +18,7 @@ def relationship_graph(
     adata: ad.AnnData,
     key: str = "falcon",
     *,
+    dataset: str | None = None,
     compare_to: str | None = None,
     coarse_key: str | None = None,
     ax: Axes | None = None,
@@ -25,7 +26,7 @@ def relationship_graph(
     return_fig: bool | None = None,
     max_node_size: float = 500.0,
     fontsize: float | None = None,
-) -> Axes | Figure | None:
+) -> Axes | list[Axes] | Figure | None:
     """Draw the learned coarse → fine relationship as a bipartite graph.
 
     Coarse classes sit in the left column, their fine classes in the right column grouped under their
@@ -38,15 +39,20 @@ def relationship_graph(
         AnnData after :func:`falcon_sc.tl.discover_subtypes`.
     key
         ``key_added`` of that run.
+    dataset
+        For a run on several datasets: the dataset whose relationship to draw. By default every dataset's
+        graph is drawn side by side when ``adata`` holds several datasets' cells (``dataset_key`` runs), and
+        the object's own otherwise.
     compare_to
         Column of ``adata.obs`` with known fine labels. Each discovered subtype is matched to one known label
         (Hungarian matching on shared cells) and annotated with it; an edge is green when the matched label
         belongs to that coarse class in the known hierarchy (majority parent of its cells), red when not, and
-        grey for subtypes left unmatched.
+        grey for subtypes left unmatched. With several datasets, only the drawn dataset's cells are used.
     coarse_key
         Column of coarse labels used for the known hierarchy (default: the run's ``coarse_key``).
     ax
-        Axes to draw into; a new figure (its height grows with the number of fine classes) when ``None``.
+        Axes to draw one graph into; a new figure (its height grows with the number of fine classes) when
+        ``None``.
     show
         Show the figure (default: ``scanpy.settings.autoshow``).
     return_fig
@@ -58,37 +64,77 @@ def relationship_graph(
 
     Returns
     -------
-    The figure when ``return_fig``, else ``None`` when shown, else the axes.
+    The figure when ``return_fig``, else ``None`` when shown, else the axes (a list for side-by-side graphs).
     """
     uns = result(adata, key)
-    table = uns["relationship"]
-    coarse_names = [str(c) for c in uns["coarse_names"]]
+    params = uns["params"]
+    relationships = uns.get("relationships", {})
+    dataset_column = params.get("dataset_key")
+    if dataset is not None and dataset not in relationships:
+        raise ValueError(f"Unknown dataset {dataset!r}; this run has datasets {sorted(relationships) or 'none'}.")
+    # With several datasets' cells in this object and no dataset chosen, every dataset's graph side by side.
+    panels = list(relationships) if dataset is None and dataset_column is not None else [dataset]
+    if ax is not None and len(panels) > 1:
+        raise ValueError(f"{len(panels)} datasets are drawn side by side; pass dataset=... to draw one into ax.")
+
+    n_fine = len(uns["fine_names"])
+    if ax is None:
+        height = min(40.0, max(3.0, 0.26 * n_fine + 1))
+        fig, axes = plt.subplots(1, len(panels), figsize=(8 * len(panels), height), squeeze=False)
+        axes = list(axes.ravel())
+    else:
+        fig, axes = ax.figure, [ax]
+    colors = subtype_colors(adata, key)
+    for panel_ax, name in zip(axes, panels, strict=True):
+        view = uns if name is None else relationships[name]
+        if name is None or dataset_column is None:
+            # The object's own cells: one dataset, or this object's dataset of a list of objects.
+            cells = np.ones(adata.n_obs, bool) if name is None or params.get("dataset") == name else None
+        else:
+            cells = (adata.obs[dataset_column].astype(str) == name).to_numpy()
+        if compare_to is not None and cells is None:
+            raise ValueError(f"adata holds no cells of dataset {name!r}, so compare_to cannot be evaluated on it.")
+        _draw(
+            panel_ax,
+            adata,
+            key,
+            view,
+            cells,
+            colors,
+            compare_to,
+            coarse_key or params["coarse_key"],
+            max_node_size,
+            fontsize,
+            title=f"{name}: " if name is not None else "",
+        )
+    return finish(fig, axes[0] if len(axes) == 1 else axes, show, return_fig)
+
+
+def _draw(ax, adata, key, view, cells, colors, compare_to, coarse_col, max_node_size, fontsize, title) -> None:
+    """One dataset's graph into ``ax``; ``cells`` selects that dataset's cells of ``adata``."""
+    table = view["relationship"]
+    coarse_names = [str(c) for c in view["coarse_names"]]
     fine_names = [str(f) for f in table.index]
     parents = [coarse_names.index(str(c)) for c in table["coarse"]]
     fine_counts = table["n_cells"].to_numpy(dtype=float)
     coarse_counts = np.bincount(parents, weights=fine_counts, minlength=len(coarse_names))
     n_fine, n_coarse = len(fine_names), len(coarse_names)
-    colors = subtype_colors(adata, key)
 
     labels = {f: f"{f} ({int(n)})" for f, n in zip(fine_names, fine_counts, strict=True)}
     edge_colors = [_NEUTRAL] * n_fine
     if compare_to is not None:
         if compare_to not in adata.obs:
             raise KeyError(f"compare_to {compare_to!r} is not a column of adata.obs; available: {list(adata.obs)}.")
-        coarse_col = coarse_key or uns["params"]["coarse_key"]
-        known = adata.obs[compare_to].astype(str)
-        known_parent = pd.crosstab(known, adata.obs[coarse_col].astype(str)).idxmax(axis=1)
-        matched = metrics.match_labels(adata.obs[compare_to], adata.obs[key])
+        obs = adata.obs[cells]
+        known = obs[compare_to].astype(str)
+        known_parent = pd.crosstab(known, obs[coarse_col].astype(str)).idxmax(axis=1)
+        matched = metrics.match_labels(obs[compare_to], obs[key])
         for f, name in enumerate(fine_names):
             if name in matched:
                 labels[name] += f" = {matched[name]}"
                 agrees = str(known_parent[matched[name]]) == coarse_names[parents[f]]
                 edge_colors[f] = _AGREE if agrees else _DISAGREE
 
-    if ax is None:
-        fig, ax = plt.subplots(figsize=(8, min(40.0, max(3.0, 0.26 * n_fine + 1))))
-    else:
-        fig = ax.figure
     fontsize = fontsize or float(np.clip(9 - n_fine / 20, 6, 9))
     fine_y = np.linspace(1, 0, n_fine) if n_fine > 1 else np.array([0.5])
     parents_arr = np.asarray(parents)
@@ -108,9 +154,8 @@ def relationship_graph(
     ax.set_xlim(-1.0, 2.1)
     ax.set_ylim(-0.04, 1.04)
     ax.axis("off")
-    title = f"FALCON relationship: {n_coarse} coarse → {n_fine} fine"
+    title += f"FALCON relationship: {n_coarse} coarse → {n_fine} fine"
     if compare_to is not None:
         n_agree = edge_colors.count(_AGREE)
         title += f"\nmatched to {compare_to!r}: {n_agree} of {n_fine} edges agree with the known hierarchy"
     ax.set_title(title, fontsize=fontsize + 2)
-    return finish(fig, ax, show, return_fig)

@@ -12,6 +12,7 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import metrics
+from ..tl._discover import parent_of_cells
 from ..tl._discover import stored_result as result
 from ._utils import finish, subtype_colors
 
@@ -56,7 +57,6 @@ def subtypes(
     uns = result(adata, key)
     if f"X_{basis}" not in adata.obsm:
         raise KeyError(f"adata.obsm has no 'X_{basis}'; compute it first (e.g. sc.tl.{basis}(adata)).")
-    coarse_key = uns["params"]["coarse_key"]
     all_coarse = [str(c) for c in uns["coarse_names"]]
     selected = all_coarse if coarse is None else [coarse] if isinstance(coarse, str) else list(coarse)
     unknown = sorted(set(selected) - set(all_coarse))
@@ -65,7 +65,7 @@ def subtypes(
     xy = np.asarray(adata.obsm[f"X_{basis}"])[:, :2]
     colors = subtype_colors(adata, key)
     labels = adata.obs[key].astype(str).to_numpy()
-    parents = adata.obs[coarse_key].astype(str).to_numpy()
+    parents = parent_of_cells(adata, key)
     size = point_size or 120000 / max(adata.n_obs, 1) ** 1.0
     size = float(np.clip(size, 0.5, 30))
 

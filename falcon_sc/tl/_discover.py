@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import copy as copy_module
 import numbers
 import os
 import time
 import warnings
-from collections.abc import Mapping
-from typing import Any
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
 
 import anndata as ad
 import numpy as np
@@ -17,15 +19,19 @@ from scanpy import logging as logg
 
 from .. import __version__
 from ..core import FalconConfig, FalconResult, fixed_relationship, get_config, run_falcon
+from ..core.estimate import FineCountEstimate, check_bounds, estimate_n_fine
 from ..core.trainer import storage_dtype
+from ._datasets import COARSE_COLUMN, DATASET_COLUMN, CoarseGroups, coarse_groups, combine, is_collection, named_objects
 from ._preprocess import prepare_input
 
 
 def discover_subtypes(
-    adata: ad.AnnData,
-    coarse_key: str,
+    adata: ad.AnnData | Sequence[ad.AnnData] | Mapping[str, ad.AnnData],
+    coarse_key: str | Sequence[str],
     *,
-    n_fine: int | Mapping[str, int],
+    n_fine: int | Mapping[str, int] | Literal["auto"],
+    n_fine_range: tuple[int, int] | None = None,
+    dataset_key: str | None = None,
     key_added: str = "falcon",
     layer: str | None = None,
     batch_key: str | None = None,
@@ -36,7 +42,7 @@ def discover_subtypes(
     progress: bool = True,
     copy: bool = False,
     **options: Any,
-) -> ad.AnnData | None:
+) -> ad.AnnData | list[ad.AnnData] | dict[str, ad.AnnData] | None:
     """Discover fine-grained subtypes inside coarse cell labels with FALCON.
 
     FALCON (Grcić, Gadetsky & Brbić, ICML 2024) trains a fine-grained classifier whose predictions, summed
@@ -45,6 +51,10 @@ def discover_subtypes(
     EMA teacher, confident targets, a marginal regulariser) and solving M exactly as a small integer program.
     No fine-grained label is used.
 
+    Several datasets whose coarse labels group the same fine classes differently (by lineage in one study, by
+    function in another) train one shared fine classifier with one relationship M_l per dataset: give
+    ``dataset_key``, or a list (or ``{name: AnnData}`` mapping) of AnnData objects.
+
     Parameters
     ----------
     adata
@@ -52,19 +62,30 @@ def discover_subtypes(
         log1p-normalised values; this is detected and logged. The object is never modified except for the
         outputs listed below, which are written only after the computation succeeded. A backed AnnData
         (``sc.read_h5ad(path, backed="r")``) is read in blocks of rows; outputs go to its in-memory
-        annotations.
+        annotations. A list or mapping of in-memory AnnData objects is combined on the genes they share
+        (matched by name; the overlap is logged) and each object receives the outputs for its own cells.
     coarse_key
-        Column of ``adata.obs`` with the coarse labels (e.g. ``"cell_type"``).
+        Column of ``adata.obs`` with the coarse labels (e.g. ``"cell_type"``). For a list of objects, one
+        column name for all or one per object.
     n_fine
-        Total number of fine classes ``K_F`` to discover (at least the number of coarse classes); M is then
-        learned. Or a mapping ``{coarse class: number of fine classes}`` covering every coarse class, which
-        fixes M (no relationship solve).
+        Total number of fine classes ``K_F`` to discover (at least the number of coarse classes of any
+        dataset); M is then learned. Or, for one dataset, a mapping ``{coarse class: number of fine classes}``
+        covering every coarse class, which fixes M (no relationship solve). Or ``"auto"``: K_F is estimated
+        from the data (no fine labels; see :func:`falcon_sc.core.estimate_n_fine`) and the estimate with its
+        evidence is stored in ``uns[key_added]["n_fine_estimate"]``.
+    n_fine_range
+        ``(lower, upper)`` bounds for ``n_fine="auto"``.
+    dataset_key
+        Column of ``adata.obs`` saying which dataset each cell comes from. Coarse labels are then read within
+        their dataset (the same label in two datasets is two different classes), neighbours are searched
+        within each (dataset, coarse class), and one relationship is learned per dataset.
     key_added
         Name under which the results are stored.
     layer
         Use ``adata.layers[layer]`` instead of ``adata.X``.
     batch_key
         Column of ``adata.obs`` passed to highly-variable-gene selection (e.g. the patient), as in the paper.
+        With several datasets and no ``batch_key``, genes are selected per dataset.
     n_top_genes
         Number of highly variable genes the classifier sees (seurat_v3 on counts). If larger than the number
         of genes, all genes are used with a warning.
@@ -80,7 +101,7 @@ def discover_subtypes(
     progress
         Show a progress bar over epochs.
     copy
-        Return a modified copy instead of writing into ``adata``.
+        Return a modified copy (a list or mapping of copies for several objects) instead of writing in place.
     **options
         Any :class:`~falcon_sc.core.FalconConfig` field overriding the preset, e.g. ``epochs=20``, ``lr=0.05``.
 
@@ -89,7 +110,8 @@ def discover_subtypes(
     ``None``, or a copy of ``adata`` when ``copy=True``. Sets:
 
     ``adata.obs[key_added]``
-        Categorical fine labels named after their parent, e.g. ``"T/0"``, ``"T/1"``.
+        Categorical fine labels named after their parent, e.g. ``"T/0"``, ``"T/1"`` (with several datasets,
+        after their parent in the first dataset).
     ``adata.obs[f"{key_added}_confidence"]``
         Probability of the assigned subtype among the subtypes of the cell's coarse class.
     ``adata.obsm[f"{key_added}_probs"]``
@@ -100,7 +122,10 @@ def discover_subtypes(
         loss term and of M changes; stage ``timings``; final ``objective`` values (and each restart's in
         ``restart_objectives``); ``neighbors`` (``method`` exact/approximate, and the measured ``recall`` of an
         approximate search); ``cuda_graph`` (whether training steps were replayed as a CUDA graph); the
-        ``genes`` used.
+        ``genes`` used. With several datasets, ``relationships`` holds ``relationship``,
+        ``relationship_matrix``, ``coarse_names`` and ``fine_per_coarse`` of each dataset (cell counts over
+        that dataset's cells), and the top-level entries are the first dataset's (with a list of objects, each
+        object's own).
 
     Examples
     --------
@@ -109,14 +134,92 @@ def discover_subtypes(
     >>> fs.tl.discover_subtypes(adata, "coarse", n_fine=10)
     >>> adata.obs["falcon"].value_counts()
     """
+    settings = dict(
+        n_fine=n_fine,
+        n_fine_range=n_fine_range,
+        key_added=key_added,
+        layer=layer,
+        batch_key=batch_key,
+        n_top_genes=n_top_genes,
+        preset=preset,
+        random_state=random_state,
+        device=device,
+        progress=progress,
+        options=options,
+    )
+    if is_collection(adata):
+        if dataset_key is not None:
+            raise ValueError("dataset_key is for one AnnData holding several datasets; a list names them itself.")
+        return _discover_objects(adata, coarse_key, copy=copy, **settings)
+    if not isinstance(coarse_key, str):
+        raise TypeError("coarse_key must be one column name for a single AnnData.")
+    if copy and adata.isbacked:
+        raise ValueError(
+            "copy=True is not supported for a backed AnnData (a copy would have to be written to disk). Use "
+            "copy=False (results go to the in-memory obs/obsm/uns) or load it with adata.to_memory() first."
+        )
+    outputs = _run(adata, coarse_key, dataset_key, **settings)
+    adata = adata.copy() if copy else adata
+    _write(adata, key_added, outputs)
+    return adata if copy else None
+
+
+def _discover_objects(adatas, coarse_key, *, copy: bool, **settings):
+    """discover_subtypes on several AnnData objects: combine, run once, give each object its cells' outputs."""
+    objects = named_objects(adatas)
+    keys = [coarse_key] * len(objects) if isinstance(coarse_key, str) else list(coarse_key)
+    if len(keys) != len(objects):
+        raise ValueError(f"Got {len(keys)} coarse keys for {len(objects)} AnnData objects; give one or one each.")
+    combined = combine(objects, keys, layer=settings["layer"], batch_key=settings["batch_key"])
+    outputs = _run(combined, COARSE_COLUMN, DATASET_COLUMN, **(settings | {"layer": None}))
+    outputs.uns["params"].update(coarse_key=keys, dataset_key=None, layer=settings["layer"])
+    results = {name: (objects[name].copy() if copy else objects[name]) for name in objects}
+    start = 0
+    for (name, obj), key in zip(results.items(), keys, strict=True):
+        own = outputs.subset(slice(start, start + obj.n_obs), dataset=name)
+        own.uns["params"].update(coarse_key=key, dataset=name)
+        _write(obj, settings["key_added"], own)
+        start += obj.n_obs
+    if not copy:
+        return None
+    return results if isinstance(adatas, Mapping) else list(results.values())
+
+
+def _run(
+    adata,
+    coarse_key,
+    dataset_key,
+    *,
+    n_fine,
+    n_fine_range,
+    key_added,
+    layer,
+    batch_key,
+    n_top_genes,
+    preset,
+    random_state,
+    device,
+    progress,
+    options,
+) -> _Outputs:
+    """The whole computation, writing nothing: validated inputs → preprocessing → FALCON → outputs."""
     start = logg.info(f"discovering subtypes of {coarse_key!r} with FALCON")
     t_start = time.perf_counter()
     config = get_config(preset, **options)
     torch_device = _resolve_device(device)
-    coarse = _coarse_labels(adata, coarse_key)
-    coarse_names = list(coarse.cat.categories)
-    codes = coarse.cat.codes.to_numpy().astype(np.int64)
-    fixed, n_fine_total = _fine_spec(n_fine, coarse_names, adata.n_obs)
+    if adata.n_obs == 0 or adata.n_vars == 0:
+        raise ValueError(f"adata is empty ({adata.n_obs} cells × {adata.n_vars} genes); nothing to discover.")
+    groups = coarse_groups(adata, coarse_key, dataset_key)
+    if groups.datasets and isinstance(n_fine, Mapping):
+        raise ValueError("n_fine as a per-class mapping fixes one dataset's relationship; give an int with datasets.")
+    auto = isinstance(n_fine, str) and n_fine == "auto"
+    if n_fine_range is not None and not auto:
+        raise ValueError("n_fine_range bounds the estimate of n_fine='auto'; with a given n_fine, leave it out.")
+    if auto:
+        check_bounds(n_fine_range, max(groups.blocks), adata.n_obs)  # fails before any computation
+        fixed, n_fine_total = None, None
+    else:
+        fixed, n_fine_total = _fine_spec(n_fine, groups.coarse_names, adata.n_obs)
     if layer is not None and layer not in adata.layers:
         raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
     if batch_key is not None and batch_key not in adata.obs:
@@ -126,28 +229,33 @@ def discover_subtypes(
             "adata.obs_names are not unique; results are stored by position. Call adata.obs_names_make_unique() "
             "to be able to match cells by name.",
             UserWarning,
-            stacklevel=2,
+            stacklevel=3,
         )
-
-    if copy and adata.isbacked:
-        raise ValueError(
-            "copy=True is not supported for a backed AnnData (a copy would have to be written to disk). Use "
-            "copy=False (results go to the in-memory obs/obsm/uns) or load it with adata.to_memory() first."
-        )
+    if groups.datasets:
+        logg.info(f"    {len(groups.datasets)} datasets with {groups.blocks} coarse classes")
 
     t0 = time.perf_counter()
-    prepared = prepare_input(adata, layer=layer, n_top_genes=n_top_genes, batch_key=batch_key)
+    hvg_batch = batch_key if batch_key is not None or not groups.datasets else dataset_key
+    prepared = prepare_input(adata, layer=layer, n_top_genes=n_top_genes, batch_key=hvg_batch)
     # Densified block by block straight onto the device (held here until run_falcon returns).
     data = prepared.to_tensor(torch_device, storage_dtype(config))
     t_pre = time.perf_counter() - t0
     logg.info(f"    using {prepared.shape[1]} genes of {prepared.input_kind} input")
+    estimate = None
+    if auto:
+        t0 = time.perf_counter()
+        estimate = estimate_n_fine(data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state)
+        n_fine_total = estimate.n_fine
+        t_estimate = time.perf_counter() - t0
+        logg.info(f"    estimated n_fine = {n_fine_total} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
 
     result = run_falcon(
         data,
-        codes,
-        n_coarse=len(coarse_names),
+        groups.codes,
+        n_coarse=int(sum(groups.blocks)),
         n_fine=n_fine_total,
         fixed=fixed,
+        coarse_blocks=groups.blocks,
         config=config,
         random_state=random_state,
         device=torch_device,
@@ -155,10 +263,16 @@ def discover_subtypes(
     )
     del data
     result.timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
+    if auto:
+        result.timings["n_fine_estimate"] = t_estimate
 
     params = {
         "coarse_key": coarse_key,
+        "dataset_key": dataset_key,
+        "datasets": groups.datasets or None,
         "n_fine": n_fine_total,
+        "n_fine_auto": auto,
+        "n_fine_range": list(n_fine_range) if n_fine_range is not None else None,
         "fine_fixed": fixed is not None,
         "layer": layer,
         "batch_key": batch_key,
@@ -177,8 +291,9 @@ def discover_subtypes(
         ),
         "falcon_sc_version": __version__,
     }
-    adata = adata.copy() if copy else adata
-    _store(adata, key_added, result, coarse_names, prepared.genes, params)
+    outputs = _outputs(result, groups, prepared.genes, params)
+    if estimate is not None:
+        outputs.uns["n_fine_estimate"] = _estimate_summary(estimate, groups, n_fine_range)
     logg.info(
         "    finished",
         time=start,
@@ -188,7 +303,7 @@ def discover_subtypes(
             f"    .uns[{key_added!r}] (relationship, history, params)"
         ),
     )
-    return adata if copy else None
+    return outputs
 
 
 def stored_result(adata: ad.AnnData, key: str) -> dict:
@@ -196,6 +311,15 @@ def stored_result(adata: ad.AnnData, key: str) -> dict:
     if key not in adata.uns or "relationship" not in adata.uns[key] or key not in adata.obs:
         raise KeyError(f"adata holds no FALCON result under {key!r}; run falcon_sc.tl.discover_subtypes first.")
     return adata.uns[key]
+
+
+def parent_of_cells(adata: ad.AnnData, key: str) -> np.ndarray:
+    """Each cell's coarse class as the parent of its subtype in ``uns[key]["relationship"]``.
+
+    For one dataset this is the cell's own coarse label; after a run on several datasets it is the parent in
+    the dataset the top-level relationship describes, so every cell is grouped under one taxonomy."""
+    parent = stored_result(adata, key)["relationship"]["coarse"].astype(str)
+    return parent.reindex(adata.obs[key].astype(str)).to_numpy()
 
 
 def _resolve_device(device: str) -> torch.device:
@@ -215,27 +339,13 @@ def _resolve_device(device: str) -> torch.device:
     return resolved
 
 
-def _coarse_labels(adata: ad.AnnData, coarse_key: str) -> pd.Series:
-    if adata.n_obs == 0 or adata.n_vars == 0:
-        raise ValueError(f"adata is empty ({adata.n_obs} cells × {adata.n_vars} genes); nothing to discover.")
-    if coarse_key not in adata.obs:
-        raise KeyError(f"coarse_key {coarse_key!r} is not a column of adata.obs; available: {list(adata.obs)}.")
-    labels = adata.obs[coarse_key]
-    as_text = labels.astype("string")
-    missing = labels.isna().to_numpy() | (as_text.str.strip() == "").fillna(True).to_numpy()
-    if missing.any():
-        raise ValueError(
-            f"{int(missing.sum())} cell(s) have a missing or empty label in adata.obs[{coarse_key!r}]. Remove "
-            "them (e.g. adata = adata[adata.obs[coarse_key].notna()].copy()) or give them a label."
-        )
-    categorical = labels.astype("category")
-    return categorical.cat.remove_unused_categories()
+def _fine_spec(n_fine, coarse_names: list[list[str]], n_cells: int) -> tuple[np.ndarray | None, int]:
+    """The fixed relationship (for a per-class mapping) or None, and the total number of fine classes.
 
-
-def _fine_spec(n_fine, coarse_names: list[str], n_cells: int) -> tuple[np.ndarray | None, int]:
-    """The fixed relationship (for a per-class mapping) or None, and the total number of fine classes."""
-    n_coarse = len(coarse_names)
+    ``coarse_names`` lists each dataset's coarse classes; a mapping is only accepted for one dataset."""
+    n_coarse = max(len(names) for names in coarse_names)
     if isinstance(n_fine, Mapping):
+        coarse_names = coarse_names[0]
         keys = {str(k) for k in n_fine}
         names = [str(c) for c in coarse_names]
         unknown = sorted(keys - set(names))
@@ -255,54 +365,85 @@ def _fine_spec(n_fine, coarse_names: list[str], n_cells: int) -> tuple[np.ndarra
         fixed, total = None, int(n_fine)
         if total < n_coarse:
             raise ValueError(
-                f"n_fine={total} is smaller than the {n_coarse} coarse classes; every coarse class needs at least "
-                f"one fine class, so use n_fine ≥ {n_coarse}."
+                f"n_fine={total} is smaller than the {n_coarse} coarse classes of a dataset; every coarse class needs "
+                f"at least one fine class, so use n_fine ≥ {n_coarse}."
             )
     else:
-        raise TypeError(f"n_fine must be an int or a mapping {{coarse class: count}}, got {type(n_fine).__name__}.")
+        raise TypeError(f'n_fine must be an int, "auto" or a mapping {{coarse class: count}}, got {n_fine!r}.')
     if total > n_cells:
         raise ValueError(f"n_fine={total} exceeds the number of cells ({n_cells}); use fewer fine classes.")
     return fixed, total
 
 
-def _fine_order(result: FalconResult, n_coarse: int) -> tuple[np.ndarray, list[str], np.ndarray]:
-    """Order fine classes by parent, then by size; return the order, per-parent rank and parents."""
-    parents = result.relationship.argmax(1)
-    sizes = np.bincount(result.labels, minlength=parents.size)
+def _fine_order(relationship: np.ndarray, labels: np.ndarray, n_coarse: int) -> tuple[np.ndarray, np.ndarray]:
+    """Order fine classes by parent (in the first dataset), then by size; return the order and each class's
+    rank among its siblings."""
+    parents = relationship.argmax(1)  # each row's first 1: its parent in the first dataset
+    sizes = np.bincount(labels, minlength=parents.size)
     order = np.lexsort((np.arange(parents.size), -sizes, parents))
     ranks = np.zeros(parents.size, dtype=int)
     for c in range(n_coarse):
         members = order[parents[order] == c]
         ranks[members] = np.arange(members.size)
-    return order, ranks, parents
+    return order, ranks
 
 
-def _store(adata, key, result: FalconResult, coarse_names, genes, params) -> None:
+@dataclass
+class _Outputs:
+    """Everything discover_subtypes writes, computed before anything is written."""
+
+    labels: np.ndarray  # (n,) codes into fine_names
+    fine_names: list[str]
+    confidence: np.ndarray
+    probs: np.ndarray
+    uns: dict
+    views: dict[str | None, dict]  # each dataset's relationship entries (one None entry for a single dataset)
+
+    def subset(self, rows: slice, dataset: str) -> _Outputs:
+        """The outputs of some cells, whose top-level relationship entries are ``dataset``'s."""
+        uns = copy_module.deepcopy(self.uns) | self.views[dataset]
+        return _Outputs(self.labels[rows], self.fine_names, self.confidence[rows], self.probs[rows], uns, self.views)
+
+
+def _relationship_view(relationship, labels, coarse_names, fine_names) -> dict:
+    """``relationship``, ``relationship_matrix``, ``coarse_names`` and ``fine_per_coarse`` of one dataset."""
+    parents = relationship.argmax(1)
     n_coarse = len(coarse_names)
-    order, ranks, parents = _fine_order(result, n_coarse)
-    fine_names = [f"{coarse_names[parents[f]]}/{ranks[f]}" for f in order]
+    return {
+        "relationship": pd.DataFrame(
+            {"coarse": [coarse_names[p] for p in parents], "n_cells": np.bincount(labels, minlength=len(fine_names))},
+            index=fine_names,
+        ),
+        "relationship_matrix": relationship.astype(np.int8),
+        "coarse_names": np.asarray(coarse_names, dtype=object),
+        "fine_per_coarse": pd.DataFrame(
+            {
+                "n_fine": np.bincount(parents, minlength=n_coarse),
+                "n_cells": np.bincount(parents[labels], minlength=n_coarse),
+            },
+            index=coarse_names,
+        ),
+    }
+
+
+def _outputs(result: FalconResult, groups: CoarseGroups, genes, params) -> _Outputs:
+    first_names = groups.coarse_names[0]
+    order, ranks = _fine_order(result.relationship, result.labels, len(first_names))
+    parents = result.relationship.argmax(1)
+    fine_names = [f"{first_names[parents[f]]}/{ranks[f]}" for f in order]
     new_index = np.empty(order.size, dtype=np.int64)
     new_index[order] = np.arange(order.size)
     labels = new_index[result.labels]
-    sizes = np.bincount(labels, minlength=order.size)
-    relationship = result.relationship[order]
-    fine_per_coarse = np.bincount(relationship.argmax(1), minlength=n_coarse)
 
-    adata.obs[key] = pd.Categorical.from_codes(labels, categories=fine_names)
-    adata.obs[f"{key}_confidence"] = result.confidence
-    adata.obsm[f"{key}_probs"] = result.probs[:, order]
-    adata.uns[key] = {
+    views = {}
+    for d, (matrix, names) in enumerate(zip(result.relationships(), groups.coarse_names, strict=True)):
+        cells = groups.dataset_of_cell == d
+        name = groups.datasets[d] if groups.datasets else None
+        views[name] = _relationship_view(matrix[order], labels[cells], names, fine_names)
+    uns = {
         "params": _h5ad_safe(params),
-        "relationship": pd.DataFrame(
-            {"coarse": [coarse_names[parents[f]] for f in order], "n_cells": sizes}, index=fine_names
-        ),
-        "relationship_matrix": relationship.astype(np.int8),
+        **next(iter(views.values())),
         "fine_names": np.asarray(fine_names, dtype=object),
-        "coarse_names": np.asarray([str(c) for c in coarse_names], dtype=object),
-        "fine_per_coarse": pd.DataFrame(
-            {"n_fine": fine_per_coarse, "n_cells": np.bincount(parents[result.labels], minlength=n_coarse)},
-            index=[str(c) for c in coarse_names],
-        ),
         "history": {k: np.asarray(v, dtype=np.float64) for k, v in result.history.items()},
         "timings": {k: float(v) for k, v in result.timings.items()},
         "objective": {k: float(v) for k, v in result.objective.items()},
@@ -313,6 +454,46 @@ def _store(adata, key, result: FalconResult, coarse_names, genes, params) -> Non
         "cuda_graph": bool(result.cuda_graph),
         "genes": np.asarray(genes, dtype=object),
     }
+    if groups.datasets:
+        uns["relationships"] = views
+    return _Outputs(labels, fine_names, result.confidence, result.probs[:, order], uns, views)
+
+
+def _estimate_summary(estimate: FineCountEstimate, groups: CoarseGroups, bounds) -> dict:
+    """The K_F estimate and its evidence, per (dataset, coarse class), as stored in ``uns``."""
+    datasets = groups.datasets or [""]
+    names = [(d, c) for d, coarse in zip(datasets, groups.coarse_names, strict=True) for c in coarse]
+    best = np.where(np.isnan(estimate.excess).all(1), np.nan, np.nanmax(np.nan_to_num(estimate.excess, nan=-1), 1))
+    table = pd.DataFrame(
+        {
+            "coarse": [c for _, c in names],
+            "n_cells": estimate.n_cells,
+            "n_subtypes": estimate.per_group,
+            "best_excess_silhouette": best,
+        },
+        index=[f"{d}: {c}" if d else c for d, c in names],
+    )
+    if groups.datasets:
+        table.insert(0, "dataset", [d for d, _ in names])
+    summary = {
+        "n_fine": int(estimate.n_fine),
+        "unclipped": int(estimate.unclipped),
+        "method": "k-means silhouette in excess of a Gaussian null, per coarse class (falcon_sc.core.estimate)",
+        "per_coarse": table,
+        # rows: groups as in per_coarse; columns: k = 2, 3, …; NaN where k was not tried
+        "excess_silhouette": estimate.excess,
+        "silhouette": estimate.silhouette,
+    }
+    if bounds is not None:
+        summary["bounds"] = np.asarray(bounds, dtype=np.int64)
+    return summary
+
+
+def _write(adata: ad.AnnData, key: str, outputs: _Outputs) -> None:
+    adata.obs[key] = pd.Categorical.from_codes(outputs.labels, categories=outputs.fine_names)
+    adata.obs[f"{key}_confidence"] = outputs.confidence
+    adata.obsm[f"{key}_probs"] = outputs.probs
+    adata.uns[key] = outputs.uns
 
 
 def _neighbor_summary(result: FalconResult) -> dict:

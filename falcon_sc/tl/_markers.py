@@ -10,7 +10,7 @@ import pandas as pd
 import scanpy as sc
 from scanpy import logging as logg
 
-from ._discover import stored_result
+from ._discover import parent_of_cells
 from ._preprocess import detect_input_kind
 
 _FIELDS = ("names", "scores", "logfoldchanges", "pvals", "pvals_adj")
@@ -54,15 +54,15 @@ def subtype_markers(
     ``sc.pl.rank_genes_groups_dotplot(adata, key=key_added)`` and :func:`falcon_sc.pl.subtype_markers` show
     them; plus ``table``, all results as one long DataFrame with a ``coarse`` column.
     """
-    coarse_key = stored_result(adata, key)["params"]["coarse_key"]
+    parents = parent_of_cells(adata, key)
     key_added = key_added or f"{key}_markers"
     matrix = adata.layers[layer] if layer is not None else adata.X
     counts = detect_input_kind(matrix, "the expression matrix") == "counts"
     n_genes = min(n_genes, adata.n_vars)
 
     tables, columns = [], {}
-    for coarse in adata.obs[coarse_key].astype(str).unique():
-        cells = (adata.obs[coarse_key].astype(str) == coarse).to_numpy()
+    for coarse in pd.unique(parents):
+        cells = parents == coarse
         sizes = adata.obs.loc[cells, key].value_counts()
         testable = sizes.index[sizes >= 2].astype(str)
         if testable.size < 2:
