@@ -144,8 +144,8 @@ def simulate_datasets(
     Returns
     -------
     AnnData with ``obs["dataset"]`` (``"D0"``, ``"D1"``, …), ``obs["coarse"]`` (the cell's coarse label within
-    its dataset), ``obs["fine"]`` (shared fine classes) and ``uns["simulation"]["parents"]``: ``{dataset:
-    parent of each fine class}`` in the order of ``uns["simulation"]["fine_names"]``.
+    its dataset), ``obs["fine"]`` (shared fine classes) and ``uns["simulation"]["parents"]``, which maps each
+    dataset to the parent of every fine class (in the order of ``uns["simulation"]["fine_names"]``).
     """
     n_datasets = len(n_coarse)
     if n_datasets < 1 or min(n_coarse) < 1 or max(n_coarse) > n_fine:
