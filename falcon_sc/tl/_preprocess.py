@@ -158,7 +158,7 @@ def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, bat
             warnings.warn(
                 f"n_top_genes={n_top_genes} exceeds the {n_genes} genes available; using all genes.",
                 UserWarning,
-                stacklevel=3,
+                stacklevel=4,  # the caller of discover_subtypes
             )
         selected = None
     else:
