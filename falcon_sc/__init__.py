@@ -3,5 +3,6 @@
 __version__ = "0.1.0"
 
 from . import core, datasets, metrics, pl, tl
+from .falcon_model import FalconModel, ModelFileError
 
-__all__ = ["__version__", "core", "datasets", "metrics", "pl", "tl"]
+__all__ = ["FalconModel", "ModelFileError", "__version__", "core", "datasets", "metrics", "pl", "tl"]

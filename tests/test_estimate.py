@@ -1,5 +1,7 @@
 """n_fine="auto": estimating the number of fine classes from the data."""
 
+from types import SimpleNamespace
+
 import anndata as ad
 import numpy as np
 import pandas as pd
@@ -7,6 +9,7 @@ import pytest
 
 import falcon_sc as fs
 from falcon_sc.core import estimate_n_fine
+from falcon_sc.tl._discover import _refine_n_fine
 
 FAST = dict(min_total_steps=200, n_restarts=1, progress=False, n_top_genes=200)
 
@@ -118,3 +121,31 @@ def test_auto_with_datasets_and_misuse():
         fs.tl.discover_subtypes(two, "coarse", n_fine=6, n_fine_range=(3, 8), **FAST)
     with pytest.raises(TypeError, match="n_fine must be"):
         fs.tl.discover_subtypes(two, "coarse", n_fine="many", **FAST)
+
+
+class _Run:
+    """Stands in for run_falcon in the refinement: a result whose restart agreement depends on n_fine."""
+
+    def __init__(self, agreement):
+        self.agreement, self.calls = agreement, []
+
+    def __call__(self, n_fine):
+        self.calls.append(n_fine)
+        return SimpleNamespace(n_fine=n_fine, restart_agreement=self.agreement(n_fine))
+
+
+@pytest.mark.parametrize(
+    ("agreement", "upper", "expected", "tried"),
+    [
+        ({8: 0.71, 9: 0.83, 10: 0.62}.get, 20, 9, [8, 9, 10]),  # one more class kept, the next one not
+        ({6: 0.61, 7: 0.48}.get, 20, 6, [6, 7]),  # the estimate stands
+        ({5: 0.5, 6: 0.5, 7: 0.6}.get, 7, 7, [5, 6, 7]),  # ties keep the class; stops at the upper bound
+        (lambda k: None, 20, 4, [4]),  # one run (no restarts): nothing to compare, the estimate stands
+    ],
+)
+def test_refinement_keeps_a_class_while_restarts_agree_at_least_as_well(agreement, upper, expected, tried):
+    run = _Run(agreement)
+    result, table = _refine_n_fine(run, tried[0], upper)
+    assert result.n_fine == expected and run.calls == tried
+    assert list(table["n_fine"]) == tried
+    assert list(table["kept"]) == [k <= expected for k in tried]

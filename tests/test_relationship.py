@@ -3,7 +3,7 @@ import itertools
 import numpy as np
 import pytest
 
-from falcon_sc.core import relationship_objective, solve_relationship, solve_relationships
+from falcon_sc.core import proportional_relationship, relationship_objective, solve_relationship, solve_relationships
 
 
 def brute_force_optimum(cost: np.ndarray, weight: float) -> float:
@@ -88,3 +88,16 @@ def test_multi_dataset_form_solves_each_independently():
     together = solve_relationships(costs, 0.1)
     for cost, m in zip(costs, together, strict=True):
         assert relationship_objective(cost, m, 0.1) == pytest.approx(brute_force_optimum(cost, 0.1), abs=1e-9)
+
+
+def test_proportional_initial_relationship_starts_from_a_given_allocation():
+    sizes = np.array([100, 800, 100])
+    np.testing.assert_array_equal(proportional_relationship(sizes, 6).sum(0), [1, 4, 1])
+    # base first, then the 2 remaining classes by size (largest remainder: 0.2, 1.6, 0.2 → 0, 2, 0)
+    np.testing.assert_array_equal(proportional_relationship(sizes, 6, base=np.array([2, 1, 1])).sum(0), [2, 3, 1])
+    np.testing.assert_array_equal(proportional_relationship(sizes, 5, base=np.array([2, 2, 1])).sum(0), [2, 2, 1])
+    # a base that does not fit (too many classes, or a coarse class without any) falls back to one each
+    for base in ([3, 3, 1], [0, 5, 1]):
+        np.testing.assert_array_equal(proportional_relationship(sizes, 6, base=np.array(base)).sum(0), [1, 4, 1])
+    m = proportional_relationship(sizes, 6, base=np.array([2, 1, 1]))
+    assert m.shape == (6, 3) and (m.sum(1) == 1).all()

@@ -32,6 +32,8 @@ from sklearn.cluster import KMeans
 from sklearn.metrics import silhouette_score
 from sklearn.utils.extmath import randomized_svd
 
+from .pca import feature_moments, zscore
+
 
 @dataclass
 class FineCountEstimate:
@@ -127,14 +129,7 @@ def estimate_n_fine(
     rng = np.random.default_rng(random_state)
     x = torch.as_tensor(data)
     # z-score every gene over all cells (clipped, like the classifier's PCA input) before the per-group PCA
-    mean = torch.zeros(x.shape[1], dtype=torch.float64, device=x.device)
-    square = torch.zeros_like(mean)
-    for start in range(0, x.shape[0], 65536):
-        block = x[start : start + 65536].double()
-        mean += block.sum(0)
-        square += (block * block).sum(0)
-    mean /= max(x.shape[0], 1)
-    sd = (square / max(x.shape[0], 1) - mean * mean).clamp_min(0).sqrt().clamp_min(1e-6)
+    mean, scale = feature_moments(x)
 
     per_group = np.ones(n_groups, dtype=np.int64)
     excess = np.full((n_groups, max(max_per_group - 1, 0)), np.nan)
@@ -148,7 +143,7 @@ def estimate_n_fine(
         if cells.size > max_cells:
             cells = np.sort(rng.choice(cells, max_cells, replace=False))
         rows = torch.as_tensor(cells, device=x.device)
-        z = ((x[rows].double() - mean) / sd).clamp(-max_value, max_value).cpu().numpy()
+        z = zscore(x[rows].float(), mean, scale, max_value).double().cpu().numpy()
         sil, null = _group_scores(z, k_max, n_components, n_null, min_cells_per_subtype, rng)
         silhouette[g, : k_max - 1] = sil
         excess[g, : k_max - 1] = sil - null

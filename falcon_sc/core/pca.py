@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
@@ -24,14 +25,23 @@ class PCAProjection:
     max_value: float | None = None
 
     def standardize(self, x: torch.Tensor) -> torch.Tensor:
-        return _standardize(x, self.feature_mean, self.feature_scale, self.max_value)
+        return zscore(x, self.feature_mean, self.feature_scale, self.max_value)
+
+    def to(self, device: str | torch.device) -> PCAProjection:
+        moved = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "max_value"}
+        return dataclasses.replace(self, **{k: v.to(device) if v is not None else None for k, v in moved.items()})
+
+    def whiten(self, scores: torch.Tensor) -> torch.Tensor:
+        """Scores divided by their standard deviation (the classifier's input)."""
+        return scores / self.scale.clamp_min(1e-6)
 
     def transform(self, x: torch.Tensor, *, chunk_size: int = 8192) -> torch.Tensor:
         """Float32 scores of ``x`` (any float dtype), one row chunk at a time."""
         return torch.cat([(self.standardize(b.float()) - self.mean) @ self.components for b in _chunks(x, chunk_size)])
 
 
-def _standardize(x, feature_mean, feature_scale, max_value) -> torch.Tensor:
+def zscore(x: torch.Tensor, feature_mean, feature_scale, max_value: float | None) -> torch.Tensor:
+    """``clip((x − feature_mean) / feature_scale, ±max_value)``; ``x`` itself when ``feature_mean`` is None."""
     if feature_mean is None:
         return x
     z = (x - feature_mean).div_(feature_scale)  # one temporary per chunk: the rest is done in place
@@ -48,6 +58,15 @@ def _column_mean(x: torch.Tensor, chunk_size: int, transform: Callable = lambda 
     for block in _chunks(x, chunk_size):
         total += transform(block.float()).sum(0).double()
     return total / x.shape[0]
+
+
+@torch.no_grad()
+def feature_moments(x: torch.Tensor, chunk_size: int = 8192) -> tuple[torch.Tensor, torch.Tensor]:
+    """Float32 mean and standard deviation (n − 1) of each column; a constant column gets scale 1."""
+    n = x.shape[0]
+    mean = _column_mean(x, chunk_size).float()
+    std = (_column_mean(x, chunk_size, lambda b: (b - mean) ** 2) * n / max(n - 1, 1)).sqrt()
+    return mean, torch.where(std > 0, std, torch.ones_like(std)).float()
 
 
 @torch.no_grad()
@@ -71,16 +90,12 @@ def fit_pca(
     q = max(1, min(n_components, d, n))
     feature_mean = feature_scale = None
     if standardize:
-        mean64 = _column_mean(x, chunk_size)
-        mean32 = mean64.float()
-        std = (_column_mean(x, chunk_size, lambda b: (b - mean32) ** 2) * n / max(n - 1, 1)).sqrt()
-        feature_scale = torch.where(std > 0, std, torch.ones_like(std)).float()
-        feature_mean = mean32
+        feature_mean, feature_scale = feature_moments(x, chunk_size)
     else:
         max_value = None
 
     def prepared(block: torch.Tensor) -> torch.Tensor:
-        return _standardize(block, feature_mean, feature_scale, max_value)
+        return zscore(block, feature_mean, feature_scale, max_value)
 
     mean = _column_mean(x, chunk_size, prepared).float()
     cov = torch.zeros(d, d, dtype=torch.float64, device=x.device)

@@ -7,7 +7,9 @@ import time
 
 import numpy as np
 import torch
+from sklearn.metrics import adjusted_rand_score
 
+from .classifier import FineClassifier
 from .config import FalconConfig
 from .neighbors import within_group_neighbors
 from .pca import fit_pca
@@ -29,6 +31,7 @@ def run_falcon(
     n_fine: int,
     fixed: np.ndarray | None = None,
     coarse_blocks: list[int] | None = None,
+    initial_fine_per_coarse: np.ndarray | None = None,
     config: FalconConfig,
     random_state: int = 0,
     device: str | torch.device = "cpu",
@@ -45,11 +48,13 @@ def run_falcon(
     ``(K_F, K_C)`` relationship) keeps M constant; otherwise M is learned. ``coarse_blocks`` splits the coarse
     labels into datasets with their own taxonomies (see :func:`~.trainer.train_falcon`); neighbours are then
     searched within each (dataset, coarse class), since every such pair has its own label.
+    ``initial_fine_per_coarse`` seeds the initial M (see :func:`~.trainer.train_falcon`).
 
     With ``config.n_restarts > 1`` the alternating optimisation runs that many times from different seeds
     (the first is ``random_state``) and the run with the lowest final objective (λ3 =
     ``config.restart_lambda_reg``) is kept: the objective is FALCON's own, so the choice uses no fine labels.
-    Above ``config.restart_max_cells`` cells a single run is made.
+    Above ``config.restart_max_cells`` cells a single run is made. ``restart_agreement`` of the result is the
+    mean adjusted Rand index between the fine labels of every two restarts.
     """
     device = torch.device(device)
     t0 = time.perf_counter()
@@ -59,6 +64,7 @@ def run_falcon(
     # CUDA searches every class exactly; on the CPU very large classes are searched approximately.
     exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
     knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
+    pca = None
     if config.representation == "pca":
         pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
         scores = pca.transform(x)
@@ -67,7 +73,7 @@ def run_falcon(
         # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
         # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
         # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
-        x = scores / pca.scale.clamp_min(1e-6)
+        x = pca.whiten(scores)
     elif config.representation == "genes":
         graph = within_group_neighbors(x, coarse, config.n_neighbors, **knn)
     else:
@@ -84,7 +90,7 @@ def run_falcon(
         int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(n_restarts - 1)
     ]
     best = None
-    objectives = []
+    objectives, labels = [], []
     timings: dict[str, float] = {}
     for restart, seed in enumerate(seeds):
         result = train_falcon(
@@ -95,18 +101,23 @@ def run_falcon(
             n_coarse=n_coarse,
             fixed=fixed,
             coarse_blocks=coarse_blocks,
+            initial_fine_per_coarse=initial_fine_per_coarse,
             config=config,
             random_state=seed,
             device=device,
             progress=progress,
         )
         objectives.append(result.objective["total"])
+        labels.append(result.labels)
         logger.info("restart %d: final objective %.4f", restart, objectives[-1])
         for stage, seconds in result.timings.items():  # stage times summed over all restarts
             timings[stage] = timings.get(stage, 0.0) + seconds
         if best is None or objectives[-1] < best.objective["total"]:
             best = result
+    best.classifier = FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None)
     best.restart_objectives = objectives
+    pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
+    best.restart_agreement = float(np.mean(pairs)) if pairs else None
     best.timings = {"neighbors": t_knn, **timings}
     best.neighbors = graph
     return best

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from tqdm.auto import tqdm
 
 from . import distributed, losses
+from .classifier import FineClassifier, within_coarse
 from .config import FalconConfig
 from .model import EMATeacher, make_mlp
 from .neighbors import NeighborGraph
@@ -48,6 +49,10 @@ class FalconResult:
     n_recoveries: int
     timings: dict[str, float] = field(default_factory=dict)
     restart_objectives: list[float] = field(default_factory=list)
+    # mean adjusted Rand index between the fine labels of every two restarts (None with a single run)
+    restart_agreement: float | None = None
+    # the teacher network on the CPU (run_falcon adds the input projection it was trained on)
+    classifier: FineClassifier | None = None
     cuda_graph: bool = False  # whether training steps were replayed as a CUDA graph
     neighbors: NeighborGraph | None = None  # the graph used (set by :func:`~.pipeline.run_falcon`)
     coarse_blocks: tuple[int, ...] = ()  # coarse classes per dataset (columns of ``relationship``)
@@ -62,19 +67,24 @@ def split_blocks(matrix: np.ndarray, coarse_blocks) -> list[np.ndarray]:
     return np.split(matrix, np.cumsum(coarse_blocks)[:-1], axis=1)
 
 
-def proportional_relationship(coarse_sizes: np.ndarray, n_fine: int) -> np.ndarray:
-    """M giving each coarse class one fine class plus a share of the rest proportional to its size.
+def proportional_relationship(coarse_sizes: np.ndarray, n_fine: int, base: np.ndarray | None = None) -> np.ndarray:
+    """M giving each coarse class ``base[c]`` fine classes (default 1) plus a share of the rest proportional
+    to its size.
 
-    The ``n_fine − K_C`` extra classes are split by largest remainder; ties go to the larger class.
+    The ``n_fine − sum(base)`` extra classes are split by largest remainder; ties go to the larger class. A
+    ``base`` that does not fit (more than ``n_fine`` classes, or a class with none) is ignored for the default.
     """
     coarse_sizes = np.asarray(coarse_sizes, dtype=np.float64)
     n_coarse = coarse_sizes.size
-    extra = n_fine - n_coarse
+    base = np.ones(n_coarse, dtype=int) if base is None else np.asarray(base, dtype=int)
+    if base.shape != (n_coarse,) or base.min() < 1 or base.sum() > n_fine:
+        base = np.ones(n_coarse, dtype=int)
+    extra = n_fine - base.sum()
     quota = extra * coarse_sizes / coarse_sizes.sum() if coarse_sizes.sum() > 0 else np.zeros(n_coarse)
     counts = np.floor(quota).astype(int)
     order = np.lexsort((-coarse_sizes, -(quota - counts)))
     counts[order[: extra - counts.sum()]] += 1
-    return fixed_relationship(counts + 1)
+    return fixed_relationship(counts + base)
 
 
 def aligned_relationship(first: np.ndarray, overlap: np.ndarray, *, time_limit: float = 60.0) -> np.ndarray:
@@ -306,6 +316,7 @@ def train_falcon(
     n_coarse: int | None = None,
     fixed: np.ndarray | None = None,
     coarse_blocks: Sequence[int] | None = None,
+    initial_fine_per_coarse: np.ndarray | None = None,
     config: FalconConfig,
     random_state: int = 0,
     device: str | torch.device = "cpu",
@@ -321,6 +332,9 @@ def train_falcon(
     the next ``coarse_blocks[1]`` the second's, and so on. M is then the datasets' relationships M_l side by
     side (each fine class has one parent in every dataset); every loss term reads the column of the cell's own
     (dataset, coarse class), and the M-step solves each M_l independently.
+
+    ``initial_fine_per_coarse`` (first dataset's coarse classes) is where the proportional initial M starts
+    before sharing out the remaining fine classes, e.g. the per-class counts of :func:`~.estimate.estimate_n_fine`.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -369,7 +383,7 @@ def train_falcon(
     if not learn_relationship:
         relationship = fixed
     elif config.relationship_init == "proportional":
-        relationship = proportional_relationship(coarse_sizes[: coarse_blocks[0]], n_fine)
+        relationship = proportional_relationship(coarse_sizes[: coarse_blocks[0]], n_fine, initial_fine_per_coarse)
         later = [
             aligned_relationship(relationship, overlap, time_limit=config.solver_time_limit)
             for overlap in coarse_overlaps(x_all, coarse_t, coarse_blocks)
@@ -514,6 +528,7 @@ def train_falcon(
         timings=timings,
         cuda_graph=run_step is not None and not run_step.failed,
         coarse_blocks=coarse_blocks,
+        classifier=FineClassifier(copy.deepcopy(teacher.module).cpu().eval()),
     )
 
 
@@ -524,10 +539,7 @@ def _finalise(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig, chunk: int
     The neighbour term is accumulated over row chunks: all neighbours' probabilities at once would take
     cells × k × K_F floats (6.6 GB for a million cells)."""
     probs = F.softmax(logits, dim=1)
-    allowed = rel_t[:, coarse_t].T.bool()
-    within = probs.masked_fill(~allowed, 0.0)
-    within = within / within.sum(1, keepdim=True).clamp_min(1e-12)
-    confidence, labels = within.max(1)
+    labels, confidence = within_coarse(probs, rel_t[:, coarse_t].T.bool())
     log_probs = F.log_softmax(logits, dim=1)
     terms = {
         "coarse": losses.coarse_loss(logits, rel_t, coarse_t),

@@ -2,26 +2,25 @@
 
 from __future__ import annotations
 
-import copy as copy_module
+import functools
 import numbers
-import os
 import time
 import warnings
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, Literal
 
 import anndata as ad
 import numpy as np
 import pandas as pd
-import torch
 from scanpy import logging as logg
 
 from .. import __version__
 from ..core import FalconConfig, FalconResult, fixed_relationship, get_config, run_falcon
 from ..core.estimate import FineCountEstimate, check_bounds, estimate_n_fine
 from ..core.trainer import storage_dtype
+from ..falcon_model import FalconModel
 from ._datasets import COARSE_COLUMN, DATASET_COLUMN, CoarseGroups, coarse_groups, combine, is_collection, named_objects
+from ._outputs import Outputs, h5ad_safe, relationship_view, resolve_device, write_outputs
 from ._preprocess import prepare_input
 
 
@@ -41,8 +40,9 @@ def discover_subtypes(
     device: str = "auto",
     progress: bool = True,
     copy: bool = False,
+    return_model: bool = False,
     **options: Any,
-) -> ad.AnnData | list[ad.AnnData] | dict[str, ad.AnnData] | None:
+) -> ad.AnnData | list[ad.AnnData] | dict[str, ad.AnnData] | FalconModel | tuple | None:
     """Discover fine-grained subtypes inside coarse cell labels with FALCON.
 
     FALCON (Grcić, Gadetsky & Brbić, ICML 2024) trains a fine-grained classifier whose predictions, summed
@@ -102,12 +102,15 @@ def discover_subtypes(
         Show a progress bar over epochs.
     copy
         Return a modified copy (a list or mapping of copies for several objects) instead of writing in place.
+    return_model
+        Also return the trained :class:`~falcon_sc.FalconModel` (to save, or to transfer the subtypes to new
+        cells): the model alone, or ``(copy, model)`` with ``copy=True``.
     **options
         Any :class:`~falcon_sc.core.FalconConfig` field overriding the preset, e.g. ``epochs=20``, ``lr=0.05``.
 
     Returns
     -------
-    ``None``, or a copy of ``adata`` when ``copy=True``. Sets:
+    ``None``, or a copy of ``adata`` when ``copy=True`` (see ``return_model``). Sets:
 
     ``adata.obs[key_added]``
         Categorical fine labels named after their parent, e.g. ``"T/0"``, ``"T/1"`` (with several datasets,
@@ -150,7 +153,7 @@ def discover_subtypes(
     if is_collection(adata):
         if dataset_key is not None:
             raise ValueError("dataset_key is for one AnnData holding several datasets; a list names them itself.")
-        return _discover_objects(adata, coarse_key, copy=copy, **settings)
+        return _discover_objects(adata, coarse_key, copy=copy, return_model=return_model, **settings)
     if not isinstance(coarse_key, str):
         raise TypeError("coarse_key must be one column name for a single AnnData.")
     if copy and adata.isbacked:
@@ -160,11 +163,18 @@ def discover_subtypes(
         )
     outputs = _run(adata, coarse_key, dataset_key, **settings)
     adata = adata.copy() if copy else adata
-    _write(adata, key_added, outputs)
-    return adata if copy else None
+    write_outputs(adata, key_added, outputs)
+    return _returned(adata if copy else None, outputs.model if return_model else None)
 
 
-def _discover_objects(adatas, coarse_key, *, copy: bool, **settings):
+def _returned(copies, model):
+    """What discover_subtypes returns: the copies and/or the model, or None."""
+    if model is None:
+        return copies
+    return model if copies is None else (copies, model)
+
+
+def _discover_objects(adatas, coarse_key, *, copy: bool, return_model: bool, **settings):
     """discover_subtypes on several AnnData objects: combine, run once, give each object its cells' outputs."""
     objects = named_objects(adatas)
     keys = [coarse_key] * len(objects) if isinstance(coarse_key, str) else list(coarse_key)
@@ -178,11 +188,12 @@ def _discover_objects(adatas, coarse_key, *, copy: bool, **settings):
     for (name, obj), key in zip(results.items(), keys, strict=True):
         own = outputs.subset(slice(start, start + obj.n_obs), dataset=name)
         own.uns["params"].update(coarse_key=key, dataset=name)
-        _write(obj, settings["key_added"], own)
+        write_outputs(obj, settings["key_added"], own)
         start += obj.n_obs
-    if not copy:
-        return None
-    return results if isinstance(adatas, Mapping) else list(results.values())
+    copies = None
+    if copy:
+        copies = results if isinstance(adatas, Mapping) else list(results.values())
+    return _returned(copies, outputs.model if return_model else None)
 
 
 def _run(
@@ -201,12 +212,12 @@ def _run(
     device,
     progress,
     options,
-) -> _Outputs:
+) -> Outputs:
     """The whole computation, writing nothing: validated inputs → preprocessing → FALCON → outputs."""
     start = logg.info(f"discovering subtypes of {coarse_key!r} with FALCON")
     t_start = time.perf_counter()
     config = get_config(preset, **options)
-    torch_device = _resolve_device(device)
+    torch_device = resolve_device(device)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(f"adata is empty ({adata.n_obs} cells × {adata.n_vars} genes); nothing to discover.")
     groups = coarse_groups(adata, coarse_key, dataset_key)
@@ -220,8 +231,6 @@ def _run(
         fixed, n_fine_total = None, None
     else:
         fixed, n_fine_total = _fine_spec(n_fine, groups.coarse_names, adata.n_obs)
-    if layer is not None and layer not in adata.layers:
-        raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
     if batch_key is not None and batch_key not in adata.obs:
         raise KeyError(f"batch_key {batch_key!r} is not a column of adata.obs; available: {list(adata.obs)}.")
     if not adata.obs_names.is_unique:
@@ -241,19 +250,11 @@ def _run(
     data = prepared.to_tensor(torch_device, storage_dtype(config))
     t_pre = time.perf_counter() - t0
     logg.info(f"    using {prepared.shape[1]} genes of {prepared.input_kind} input")
-    estimate = None
-    if auto:
-        t0 = time.perf_counter()
-        estimate = estimate_n_fine(data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state)
-        n_fine_total = estimate.n_fine
-        t_estimate = time.perf_counter() - t0
-        logg.info(f"    estimated n_fine = {n_fine_total} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
-
-    result = run_falcon(
+    run = functools.partial(
+        run_falcon,
         data,
         groups.codes,
         n_coarse=int(sum(groups.blocks)),
-        n_fine=n_fine_total,
         fixed=fixed,
         coarse_blocks=groups.blocks,
         config=config,
@@ -261,6 +262,19 @@ def _run(
         device=torch_device,
         progress=progress,
     )
+    estimate = refinement = None
+    if auto:
+        t0 = time.perf_counter()
+        estimate = estimate_n_fine(data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state)
+        t_estimate = time.perf_counter() - t0
+        logg.info(f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
+        upper = check_bounds(n_fine_range, max(groups.blocks), adata.n_obs)[1]
+        # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
+        run = functools.partial(run, initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]])
+        result, refinement = _refine_n_fine(run, estimate.n_fine, upper)
+        n_fine_total = result.relationship.shape[0]
+    else:
+        result = run(n_fine=n_fine_total)
     del data
     result.timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
     if auto:
@@ -291,9 +305,9 @@ def _run(
         ),
         "falcon_sc_version": __version__,
     }
-    outputs = _outputs(result, groups, prepared.genes, params)
+    outputs = _outputs(result, groups, prepared.genes, params, config)
     if estimate is not None:
-        outputs.uns["n_fine_estimate"] = _estimate_summary(estimate, groups, n_fine_range)
+        outputs.uns["n_fine_estimate"] = _estimate_summary(estimate, refinement, groups, n_fine_range)
     logg.info(
         "    finished",
         time=start,
@@ -320,23 +334,6 @@ def parent_of_cells(adata: ad.AnnData, key: str) -> np.ndarray:
     the dataset the top-level relationship describes, so every cell is grouped under one taxonomy."""
     parent = stored_result(adata, key)["relationship"]["coarse"].astype(str)
     return parent.reindex(adata.obs[key].astype(str)).to_numpy()
-
-
-def _resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        # Under torchrun each process takes the GPU of its local rank.
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'cpu' or 'auto'.")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"Unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    return resolved
 
 
 def _fine_spec(n_fine, coarse_names: list[list[str]], n_cells: int) -> tuple[np.ndarray | None, int]:
@@ -388,45 +385,7 @@ def _fine_order(relationship: np.ndarray, labels: np.ndarray, n_coarse: int) -> 
     return order, ranks
 
 
-@dataclass
-class _Outputs:
-    """Everything discover_subtypes writes, computed before anything is written."""
-
-    labels: np.ndarray  # (n,) codes into fine_names
-    fine_names: list[str]
-    confidence: np.ndarray
-    probs: np.ndarray
-    uns: dict
-    views: dict[str | None, dict]  # each dataset's relationship entries (one None entry for a single dataset)
-
-    def subset(self, rows: slice, dataset: str) -> _Outputs:
-        """The outputs of some cells, whose top-level relationship entries are ``dataset``'s."""
-        uns = copy_module.deepcopy(self.uns) | self.views[dataset]
-        return _Outputs(self.labels[rows], self.fine_names, self.confidence[rows], self.probs[rows], uns, self.views)
-
-
-def _relationship_view(relationship, labels, coarse_names, fine_names) -> dict:
-    """``relationship``, ``relationship_matrix``, ``coarse_names`` and ``fine_per_coarse`` of one dataset."""
-    parents = relationship.argmax(1)
-    n_coarse = len(coarse_names)
-    return {
-        "relationship": pd.DataFrame(
-            {"coarse": [coarse_names[p] for p in parents], "n_cells": np.bincount(labels, minlength=len(fine_names))},
-            index=fine_names,
-        ),
-        "relationship_matrix": relationship.astype(np.int8),
-        "coarse_names": np.asarray(coarse_names, dtype=object),
-        "fine_per_coarse": pd.DataFrame(
-            {
-                "n_fine": np.bincount(parents, minlength=n_coarse),
-                "n_cells": np.bincount(parents[labels], minlength=n_coarse),
-            },
-            index=coarse_names,
-        ),
-    }
-
-
-def _outputs(result: FalconResult, groups: CoarseGroups, genes, params) -> _Outputs:
+def _outputs(result: FalconResult, groups: CoarseGroups, genes, params, config: FalconConfig) -> Outputs:
     first_names = groups.coarse_names[0]
     order, ranks = _fine_order(result.relationship, result.labels, len(first_names))
     parents = result.relationship.argmax(1)
@@ -439,9 +398,9 @@ def _outputs(result: FalconResult, groups: CoarseGroups, genes, params) -> _Outp
     for d, (matrix, names) in enumerate(zip(result.relationships(), groups.coarse_names, strict=True)):
         cells = groups.dataset_of_cell == d
         name = groups.datasets[d] if groups.datasets else None
-        views[name] = _relationship_view(matrix[order], labels[cells], names, fine_names)
+        views[name] = relationship_view(matrix[order], labels[cells], names, fine_names)
     uns = {
-        "params": _h5ad_safe(params),
+        "params": h5ad_safe(params),
         **next(iter(views.values())),
         "fine_names": np.asarray(fine_names, dtype=object),
         "history": {k: np.asarray(v, dtype=np.float64) for k, v in result.history.items()},
@@ -456,10 +415,57 @@ def _outputs(result: FalconResult, groups: CoarseGroups, genes, params) -> _Outp
     }
     if groups.datasets:
         uns["relationships"] = views
-    return _Outputs(labels, fine_names, result.confidence, result.probs[:, order], uns, views)
+    model = FalconModel(
+        result.classifier.reorder_outputs(order),
+        genes=genes,
+        fine_names=fine_names,
+        relationships=[
+            {
+                "dataset": name,
+                "coarse_names": list(view["coarse_names"]),
+                "parents": view["relationship_matrix"].argmax(1),
+            }
+            for name, view in views.items()
+        ],
+        preprocessing={
+            "input_kind": params["input_kind"],
+            "normalize_total": 1e4 if params["input_kind"] == "counts" else None,
+            "log1p": params["input_kind"] == "counts",
+            "representation": config.representation,
+            "standardize": config.standardize,
+            "max_value": config.max_value,
+        },
+        training=uns["params"],
+    )
+    return Outputs(labels, fine_names, result.confidence, result.probs[:, order], uns, views, model)
 
 
-def _estimate_summary(estimate: FineCountEstimate, groups: CoarseGroups, bounds) -> dict:
+def _refine_n_fine(run: Callable[..., FalconResult], n_fine: int, upper: int) -> tuple[FalconResult, pd.DataFrame]:
+    """FALCON's own check of a data estimate of K_F, which misses subtypes that are not separate clusters.
+
+    ``run(n_fine=k)`` trains FALCON with restarts. One more fine class is kept while the restarts agree on the
+    fine labels at least as well as with one class fewer (mean pairwise ARI): a subtype the classifier can
+    learn is found again from every seed, a spurious split lands somewhere else each time. Stops at the first
+    class that is not kept, or at ``upper``.
+    """
+    result = run(n_fine=n_fine)
+    trials = [(n_fine, result.restart_agreement, True)]
+    while result.restart_agreement is not None and n_fine < upper:
+        candidate = run(n_fine=n_fine + 1)
+        kept = candidate.restart_agreement >= result.restart_agreement
+        trials.append((n_fine + 1, candidate.restart_agreement, kept))
+        logg.info(
+            f"    n_fine = {n_fine + 1}: restarts agree {candidate.restart_agreement:.3f} "
+            f"(vs {result.restart_agreement:.3f}) → {'kept' if kept else 'not kept'}"
+        )
+        if not kept:
+            break
+        result, n_fine = candidate, n_fine + 1
+    table = pd.DataFrame(trials, columns=["n_fine", "restart_agreement", "kept"])
+    return result, table.astype({"restart_agreement": float})
+
+
+def _estimate_summary(estimate: FineCountEstimate, refinement: pd.DataFrame, groups: CoarseGroups, bounds) -> dict:
     """The K_F estimate and its evidence, per (dataset, coarse class), as stored in ``uns``."""
     datasets = groups.datasets or [""]
     names = [(d, c) for d, coarse in zip(datasets, groups.coarse_names, strict=True) for c in coarse]
@@ -476,24 +482,20 @@ def _estimate_summary(estimate: FineCountEstimate, groups: CoarseGroups, bounds)
     if groups.datasets:
         table.insert(0, "dataset", [d for d, _ in names])
     summary = {
-        "n_fine": int(estimate.n_fine),
+        "n_fine": int(refinement["n_fine"][refinement["kept"]].max()),
+        "data_estimate": int(estimate.n_fine),
         "unclipped": int(estimate.unclipped),
         "method": "k-means silhouette in excess of a Gaussian null, per coarse class (falcon_sc.core.estimate)",
         "per_coarse": table,
         # rows: groups as in per_coarse; columns: k = 2, 3, …; NaN where k was not tried
         "excess_silhouette": estimate.excess,
         "silhouette": estimate.silhouette,
+        # FALCON runs at the data estimate and above: agreement between restarts, and whether K_F was kept
+        "refinement": refinement,
     }
     if bounds is not None:
         summary["bounds"] = np.asarray(bounds, dtype=np.int64)
     return summary
-
-
-def _write(adata: ad.AnnData, key: str, outputs: _Outputs) -> None:
-    adata.obs[key] = pd.Categorical.from_codes(outputs.labels, categories=outputs.fine_names)
-    adata.obs[f"{key}_confidence"] = outputs.confidence
-    adata.obsm[f"{key}_probs"] = outputs.probs
-    adata.uns[key] = outputs.uns
 
 
 def _neighbor_summary(result: FalconResult) -> dict:
@@ -502,12 +504,3 @@ def _neighbor_summary(result: FalconResult) -> dict:
     if graph.n_approximate_groups:
         summary.update(n_approximate_groups=int(graph.n_approximate_groups), recall=float(graph.recall))
     return summary
-
-
-def _h5ad_safe(value):
-    """Drop None values and turn tuples into lists so that ``uns`` can be written to .h5ad."""
-    if isinstance(value, Mapping):
-        return {str(k): _h5ad_safe(v) for k, v in value.items() if v is not None}
-    if isinstance(value, tuple | list):
-        return [_h5ad_safe(v) for v in value]
-    return value

@@ -147,10 +147,7 @@ def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, bat
     :meth:`PreparedInput.to_tensor`. A backed matrix is read in row blocks; only gene selection (when
     ``n_top_genes`` is below the number of genes) needs it in memory, as a sparse matrix.
     """
-    matrix = adata.layers[layer] if layer is not None else adata.X
-    where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
-    kind = detect_input_kind(matrix, where)
-    logg.info(f"    input: {where} detected as {kind}")
+    matrix, kind = _matrix_and_kind(adata, layer)
 
     n_genes = adata.n_vars
     if n_top_genes >= n_genes:
@@ -179,10 +176,42 @@ def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, bat
         order = np.argsort(score, kind="stable") if flavor == "seurat_v3" else np.argsort(-score, kind="stable")
         selected = np.sort(order[:n_top_genes])
 
-    size_factors = None
-    if kind == "counts":
-        totals = np.concatenate([np.asarray(block.sum(axis=1)).ravel() for _, _, block in row_blocks(matrix)])
-        totals = totals.astype(np.float64)
-        size_factors = np.divide(_TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
     genes = adata.var_names if selected is None else adata.var_names[selected]
+    size_factors = _size_factors(matrix) if kind == "counts" else None
     return PreparedInput(source=matrix, columns=selected, size_factors=size_factors, genes=genes, input_kind=kind)
+
+
+def prepare_genes(adata: ad.AnnData, genes: pd.Index, *, layer: str | None) -> tuple[PreparedInput, np.ndarray]:
+    """The given genes of ``adata``, matched by name and log-normalised as :func:`prepare_input` does.
+
+    Genes ``adata`` lacks are left out; also returns the positions in ``genes`` of those it has (in the
+    order of the prepared columns). Library sizes of counts are taken over all of ``adata``'s genes.
+    """
+    if not adata.var_names.is_unique:
+        raise ValueError(
+            "adata.var_names are not unique, so genes cannot be matched by name; call "
+            "adata.var_names_make_unique() first."
+        )
+    matrix, kind = _matrix_and_kind(adata, layer)
+    index = adata.var_names.get_indexer(genes)
+    found = np.flatnonzero(index >= 0)
+    size_factors = _size_factors(matrix) if kind == "counts" else None
+    prepared = PreparedInput(matrix, index[found], size_factors, pd.Index(genes)[found], kind)
+    return prepared, found
+
+
+def _matrix_and_kind(adata: ad.AnnData, layer: str | None):
+    if layer is not None and layer not in adata.layers:
+        raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
+    matrix = adata.layers[layer] if layer is not None else adata.X
+    where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
+    kind = detect_input_kind(matrix, where)
+    logg.info(f"    input: {where} detected as {kind}")
+    return matrix, kind
+
+
+def _size_factors(matrix) -> np.ndarray:
+    """``target sum / library size`` of every cell (0 for an empty cell), read in row blocks."""
+    totals = np.concatenate([np.asarray(block.sum(axis=1)).ravel() for _, _, block in row_blocks(matrix)])
+    totals = totals.astype(np.float64)
+    return np.divide(_TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
