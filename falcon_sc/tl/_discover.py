@@ -227,7 +227,7 @@ def _run(
     if n_fine_range is not None and not auto:
         raise ValueError("n_fine_range bounds the estimate of n_fine='auto'; with a given n_fine, leave it out.")
     if auto:
-        check_bounds(n_fine_range, max(groups.blocks), adata.n_obs)  # fails before any computation
+        upper = check_bounds(n_fine_range, max(groups.blocks), adata.n_obs)[1]  # fails before any computation
         fixed, n_fine_total = None, None
     else:
         fixed, n_fine_total = _fine_spec(n_fine, groups.coarse_names, adata.n_obs)
@@ -268,7 +268,6 @@ def _run(
         estimate = estimate_n_fine(data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state)
         t_estimate = time.perf_counter() - t0
         logg.info(f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
-        upper = check_bounds(n_fine_range, max(groups.blocks), adata.n_obs)[1]
         # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
         run = functools.partial(run, initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]])
         result, refinement = _refine_n_fine(run, estimate.n_fine, upper)
