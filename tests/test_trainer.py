@@ -9,7 +9,9 @@ import torch.nn.functional as F
 
 from falcon_sc.core import DEFAULT, losses
 from falcon_sc.core.model import EMATeacher, make_mlp
-from falcon_sc.core.trainer import BatchInputs, batch_objective
+from falcon_sc.core.neighbors import within_group_neighbors
+from falcon_sc.core.trainer import BatchInputs, batch_objective, train_falcon
+from falcon_sc.core.views import TensorViews
 
 
 def per_cell_objective(model, teacher, x, coarse, nbr_idx, nbr_valid, relationship, idx, pick, config, h, lam):
@@ -59,7 +61,7 @@ def test_batched_objective_equals_per_cell_implementation():
     config = DEFAULT.replace(confidence_threshold=0.4)
     idx = torch.tensor([0, 3, 7, 26, 30, 39, 12, 5])
     pick = torch.rand(idx.numel(), 3)
-    inputs = BatchInputs(x, coarse, nbr_idx, nbr_valid, relationship)
+    inputs = BatchInputs(TensorViews(x), coarse, nbr_idx, nbr_valid, relationship)
 
     batched, _ = batch_objective(model, teacher, inputs, idx, pick, coarse[idx], config, 0.4, 0.7)
     grads = torch.autograd.grad(batched[-1], list(model.parameters()))
@@ -149,3 +151,23 @@ def test_graphed_step_warms_up_recaptures_on_new_keys_and_falls_back(monkeypatch
     # the fake capture's body runs, hence the extra call per capture).
     extra = 0 if fail_capture else fake.captures
     assert len(calls) == len(keys) + extra
+
+
+def test_resuming_from_an_epoch_state_reproduces_the_uninterrupted_run():
+    rng = np.random.default_rng(0)
+    coarse = np.repeat([0, 1, 2], 60)
+    x = rng.normal(size=(180, 6)).astype(np.float32) + coarse[:, None]
+    graph = within_group_neighbors(x, coarse, 5)
+    config = DEFAULT.replace(epochs=4, min_total_steps=0, min_steps_per_epoch=6, solve_every=4, first_solve_fraction=0)
+    states = {}
+
+    def keep(progress):
+        states[progress.epoch] = progress.state_dict()
+        assert progress.epochs == 4 and len(progress.history["total"]) == progress.epoch
+
+    full = train_falcon(x, coarse, graph, n_fine=6, config=config, random_state=3, progress=False, on_epoch_end=keep)
+    assert full.n_solves > 0 and sorted(states) == [1, 2, 3, 4]
+    resumed = train_falcon(x, coarse, graph, n_fine=6, config=config, random_state=3, progress=False, resume=states[2])
+    np.testing.assert_array_equal(resumed.probs, full.probs)
+    np.testing.assert_array_equal(resumed.relationship, full.relationship)
+    assert resumed.history["total"] == full.history["total"] and resumed.n_solves == full.n_solves

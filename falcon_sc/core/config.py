@@ -82,6 +82,9 @@ class FalconConfig:
     cuda_graphs: bool = True
     # dtype of the classifier input kept on the device ("float16"/"bfloat16" halve its memory).
     storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
+    # On CUDA, run the networks' forward passes under bfloat16 autocast (losses stay float32). Pays off for
+    # convolutional backbones; the small MLP is launch-bound and gains nothing.
+    mixed_precision: bool = False
     # Divergence guard: on a non-finite loss, restore the last good state and halve the learning rate.
     max_recoveries: int = 3
     solver_time_limit: float = 60.0

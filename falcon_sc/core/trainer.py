@@ -13,8 +13,9 @@ import copy
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import torch
@@ -28,6 +29,7 @@ from .model import EMATeacher, make_mlp
 from .neighbors import NeighborGraph
 from .relationship import solve_relationship, solve_relationships
 from .schedule import Schedule
+from .views import InputViews, TensorViews
 
 logger = logging.getLogger(__name__)
 
@@ -232,8 +234,15 @@ def _objective(config: FalconConfig, coarse, neighbor, confidence, reg, *, lambd
 
 
 @torch.no_grad()
-def _predict_logits(module: torch.nn.Module, data: torch.Tensor, chunk: int = 65536) -> torch.Tensor:
-    return torch.cat([module(data[i : i + chunk].float()) for i in range(0, data.shape[0], chunk)])
+def predict_logits(module: torch.nn.Module, views: InputViews, device: torch.device, amp: bool = False) -> torch.Tensor:
+    """``module``'s float32 logits on the plain view of every example, ``views.predict_chunk`` at a time."""
+    chunk, n = views.predict_chunk, views.n_examples
+    out = []
+    for start in range(0, n, chunk):
+        idx = torch.arange(start, min(n, start + chunk), device=device)
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            out.append(module(views.plain(idx)).float())
+    return torch.cat(out)
 
 
 STORAGE_DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
@@ -251,13 +260,15 @@ def storage_dtype(config: FalconConfig) -> torch.dtype:
 
 @dataclass(frozen=True)
 class BatchInputs:
-    """Device tensors a training step reads from: input matrix, coarse labels, neighbour table, M."""
+    """What a training step reads from: the examples' views, coarse labels, neighbour table, M, and the
+    generator of the views' random draws (augmentations)."""
 
-    x_all: torch.Tensor  # (n, d), any float dtype
+    views: InputViews
     coarse: torch.Tensor  # (n,)
     nbr_idx: torch.Tensor  # (n, k)
     nbr_valid: torch.Tensor  # (n,)
     relationship: torch.Tensor  # (K_F, K_C) float
+    generator: torch.Generator | None = None
 
 
 def batch_objective(
@@ -285,14 +296,12 @@ def batch_objective(
     share = idx.numel() * distributed.world()[1] / batch_coarse.numel()
     c = inputs.coarse[idx]
     nbrs = inputs.nbr_idx[idx[:, None], (pick * inputs.nbr_valid[idx, None]).long()]
-    x = inputs.x_all[idx].float()
-
-    teacher_logits = teacher(torch.cat([x, inputs.x_all[nbrs.reshape(-1)].float()]))
+    teacher_logits = teacher(inputs.views.teacher(torch.cat([idx, nbrs.reshape(-1)]), inputs.generator)).float()
     t_self = teacher_logits[: idx.numel()]
     t_nbr_probs = F.softmax(teacher_logits[idx.numel() :], dim=1).view(idx.numel(), n_sampled, -1)
     allowed = inputs.relationship[:, c].T.bool()
 
-    logits = student(x)
+    logits = student(inputs.views.student(idx, inputs.generator)).float()
     log_probs = F.log_softmax(logits, dim=1)
     probs = log_probs.exp()
     targets, teacher_confidence = losses.confidence_targets(t_self, allowed, config.temperature, hardness)
@@ -307,8 +316,24 @@ def batch_objective(
     return [l_coarse, l_nn, l_conf, l_reg, total], t_self
 
 
+@dataclass
+class TrainingProgress:
+    """Where training stands after an epoch; what ``on_epoch_end`` receives.
+
+    ``state_dict()`` is everything needed to continue exactly from here (pass it as ``resume``): networks,
+    optimiser, random generator, M and the EMA predictions accumulated since the last solve, history.
+    """
+
+    epoch: int  # epochs completed
+    epochs: int  # epochs in total
+    relationship: np.ndarray
+    history: dict[str, list[float]]
+    teacher: torch.nn.Module
+    state_dict: Callable[[], dict[str, Any]]
+
+
 def train_falcon(
-    data: np.ndarray | torch.Tensor,
+    data: np.ndarray | torch.Tensor | InputViews,
     coarse: np.ndarray,
     neighbors: NeighborGraph,
     *,
@@ -321,6 +346,9 @@ def train_falcon(
     random_state: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    network: torch.nn.Module | None = None,
+    on_epoch_end: Callable[[TrainingProgress], None] | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> FalconResult:
     """Run FALCON on a dense ``(n, d)`` matrix with integer coarse labels in ``[0, n_coarse)``.
 
@@ -335,6 +363,11 @@ def train_falcon(
 
     ``initial_fine_per_coarse`` (first dataset's coarse classes) is where the proportional initial M starts
     before sharing out the remaining fine classes, e.g. the per-class counts of :func:`~.estimate.estimate_n_fine`.
+
+    ``data`` may instead be an :class:`~.views.InputViews` (e.g. augmented images) with a ``network`` on
+    ``device`` that maps its views to ``n_fine`` logits; without ``network`` the classifier is the config's
+    MLP. ``on_epoch_end`` is called after every epoch with a :class:`TrainingProgress`; a ``resume`` state
+    (from :meth:`TrainingProgress.state_dict`) continues that run and reproduces its remaining epochs.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()
@@ -364,12 +397,20 @@ def train_falcon(
     generator = torch.Generator(device=device).manual_seed(int(random_state))
     torch.manual_seed(int(random_state))  # parameter initialisation uses the global generator
 
-    x_all = torch.as_tensor(data).to(device=device, dtype=storage_dtype(config))
+    if isinstance(data, InputViews):
+        views = data
+    else:
+        views = TensorViews(torch.as_tensor(data).to(device=device, dtype=storage_dtype(config)))
+    if views.n_examples != n_cells:
+        raise ValueError(f"{views.n_examples} examples but {n_cells} coarse labels.")
     coarse_t = torch.as_tensor(coarse, device=device)
     nbr_idx = torch.as_tensor(neighbors.indices, device=device)
     nbr_valid = torch.as_tensor(neighbors.n_valid, device=device)
+    amp = config.mixed_precision and device.type == "cuda"
 
-    model = make_mlp(x_all.shape[1], n_fine, n_layers=config.n_layers, hidden_dim=config.hidden_dim).to(device)
+    if network is None:
+        network = make_mlp(views.x.shape[1], n_fine, n_layers=config.n_layers, hidden_dim=config.hidden_dim)
+    model = network.to(device)
     teacher = EMATeacher(model, config.ema_decay)
     optimizer = torch.optim.SGD(
         model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
@@ -384,11 +425,12 @@ def train_falcon(
         relationship = fixed
     elif config.relationship_init == "proportional":
         relationship = proportional_relationship(coarse_sizes[: coarse_blocks[0]], n_fine, initial_fine_per_coarse)
-        later = [
-            aligned_relationship(relationship, overlap, time_limit=config.solver_time_limit)
-            for overlap in coarse_overlaps(x_all, coarse_t, coarse_blocks)
-        ]
-        relationship = np.hstack([relationship, *later])
+        if len(coarse_blocks) > 1:
+            later = [
+                aligned_relationship(relationship, overlap, time_limit=config.solver_time_limit)
+                for overlap in coarse_overlaps(views.x, coarse_t, coarse_blocks)
+            ]
+            relationship = np.hstack([relationship, *later])
     elif config.relationship_init == "random":
         random_cost = torch.rand(n_fine, n_coarse, generator=generator, device=device).cpu().numpy()
         relationship = np.hstack(
@@ -404,10 +446,24 @@ def train_falcon(
     group_counts = torch.zeros(n_coarse, device=device)
 
     guard = _DivergenceGuard(config.max_recoveries)
-    guard.save(model, teacher, optimizer)
     history: dict[str, list[float]] = defaultdict(list)
     n_solves = 0
     solve_time = 0.0
+    step = 0
+    first_epoch = 0
+    if resume is not None:
+        model.load_state_dict(resume["model"])
+        teacher.module.load_state_dict(resume["teacher"])
+        optimizer.load_state_dict(resume["optimizer"])
+        generator.set_state(resume["generator"])
+        relationship = np.asarray(resume["relationship"], dtype=np.int8)
+        rel_t.copy_(torch.as_tensor(relationship, dtype=torch.float32))
+        prob_sums.copy_(resume["prob_sums"])
+        group_counts.copy_(resume["group_counts"])
+        history.update({name: list(values) for name, values in resume["history"].items()})
+        n_solves, solve_time, step, first_epoch = (resume[k] for k in ("n_solves", "solve_time", "step", "epoch"))
+        guard.recoveries, guard.lr_scale = resume["recoveries"], resume["lr_scale"]
+    guard.save(model, teacher, optimizer)
 
     # Everything a step reads or accumulates lives in fixed device tensors, updated in place, so that the
     # step can be captured once as a CUDA graph and replayed.
@@ -419,15 +475,16 @@ def train_falcon(
     nonfinite = torch.zeros((), dtype=torch.bool, device=device)
     n_finite = torch.zeros((), device=device)
     sums = torch.zeros(len(LOSS_TERMS), device=device)
-    inputs = BatchInputs(x_all, coarse_t, nbr_idx, nbr_valid, rel_t)
+    inputs = BatchInputs(views, coarse_t, nbr_idx, nbr_valid, rel_t, generator)
 
     def train_step() -> None:
         # Every rank draws the same global batch and trains on its slice of it.
         idx = batch_idx.tensor_split(world_size)[rank]
         pick = batch_pick.tensor_split(world_size)[rank]
-        terms, t_self = batch_objective(
-            student, teacher, inputs, idx, pick, coarse_t[batch_idx], config, hardness, lambda_reg
-        )
+        with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
+            terms, t_self = batch_objective(
+                student, teacher, inputs, idx, pick, coarse_t[batch_idx], config, hardness, lambda_reg
+            )
         optimizer.zero_grad(set_to_none=True)
         terms[-1].backward()
         if config.grad_clip is not None:
@@ -441,16 +498,25 @@ def train_falcon(
         n_finite.add_(finite)
         sums.add_(torch.where(finite, torch.stack(terms).detach(), 0.0))
         if learn_relationship:
-            prob_sums.index_add_(0, coarse_t[idx], F.softmax(t_self, dim=1))
+            prob_sums.index_add_(0, coarse_t[idx], F.softmax(t_self.float(), dim=1))
             group_counts.index_add_(0, coarse_t[idx], torch.ones_like(idx, dtype=group_counts.dtype))
 
-    use_graph = config.cuda_graphs and device.type == "cuda" and world_size == 1
+    # Augmented views draw from the generator inside the step, which a CUDA graph would replay unchanged.
+    use_graph = config.cuda_graphs and device.type == "cuda" and world_size == 1 and isinstance(views, TensorViews)
     run_step = _GraphedStep(train_step) if use_graph else None
     timings["setup"] = time.perf_counter() - t0
     t_train = time.perf_counter()
 
-    step = 0
-    for _ in tqdm(range(schedule.epochs), desc="FALCON", unit="epoch", disable=not progress or rank != 0):
+    lr = config.lr * guard.lr_scale * schedule.lr_factor(step, config.lr_gamma)
+    epochs = tqdm(
+        range(first_epoch, schedule.epochs),
+        desc="FALCON",
+        unit="epoch",
+        initial=first_epoch,
+        total=schedule.epochs,
+        disable=not progress or rank != 0,
+    )
+    for epoch in epochs:
         sums.zero_()
         n_finite.zero_()
         changes_this_epoch = 0
@@ -506,12 +572,40 @@ def train_falcon(
             history[name].append(value)
         history["relationship_changes"].append(float(changes_this_epoch))
         history["lr"].append(lr)
+        if on_epoch_end is not None:
+            counters = {
+                "epoch": epoch + 1,
+                "step": step,
+                "relationship": relationship,
+                "n_solves": n_solves,
+                "solve_time": solve_time,
+                "recoveries": guard.recoveries,
+                "lr_scale": guard.lr_scale,
+            }
+
+            def state_dict(counters=counters) -> dict[str, Any]:
+                return copy.deepcopy(
+                    {
+                        **counters,
+                        "model": model.state_dict(),
+                        "teacher": teacher.module.state_dict(),
+                        "optimizer": optimizer.state_dict(),
+                        "generator": generator.get_state(),
+                        "prob_sums": prob_sums,
+                        "group_counts": group_counts,
+                        "history": dict(history),
+                    }
+                )
+
+            on_epoch_end(
+                TrainingProgress(epoch + 1, schedule.epochs, relationship, dict(history), teacher.module, state_dict)
+            )
 
     timings["training"] = time.perf_counter() - t_train - solve_time
     timings["relationship_solves"] = solve_time
 
     t_pred = time.perf_counter()
-    teacher_logits = _predict_logits(teacher.module, x_all)
+    teacher_logits = predict_logits(teacher.module, views, device, amp)
     result = _finalise(teacher_logits, coarse_t, nbr_idx, rel_t, config)
     timings["prediction"] = time.perf_counter() - t_pred
     probs, labels, confidence, objective = result
