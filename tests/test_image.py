@@ -3,12 +3,15 @@ and the runner end to end with resume."""
 
 from __future__ import annotations
 
+import functools
 import gzip
+import http.server
 import json
 import os
 import pickle
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +29,7 @@ from falcon_sc.image import (
 )
 from falcon_sc.image.augment import AugmentedImages, random_resized_crop
 from falcon_sc.image.datasets import CIFAR68_DROPPED, FASHION_MNIST_CLASSES
-from falcon_sc.image.imagenet import BREEDS, breeds_classes, tiered_classes
+from falcon_sc.image.imagenet import BREEDS, breeds_classes, hierarchy_files, tiered_classes
 from falcon_sc.image.runner import main as runner_main
 
 # ----------------------------------------------------------------------------------------------- fixtures
@@ -175,6 +178,25 @@ def test_breeds_selection_follows_levels_ancestor_and_seeded_draw(tmp_path):
         breeds_classes("living18", tmp_path)
 
 
+def test_hierarchy_files_are_downloaded_once_with_pooch(tmp_path, monkeypatch):
+    # Serve hierarchy files on localhost and point the loader at them: the real download code runs.
+    served = tmp_path / "served"
+    _write_hierarchy(served)
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(served))
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setattr("falcon_sc.image.imagenet.BREEDS_URL", f"http://127.0.0.1:{server.server_address[1]}")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    try:
+        folder = hierarchy_files("breeds")
+    finally:
+        server.shutdown()
+    assert folder.is_relative_to(tmp_path / "cache")
+    assert (folder / "class_hierarchy.txt").read_text() == (served / "class_hierarchy.txt").read_text()
+    assert hierarchy_files("breeds") == folder  # cached: the server is gone
+    assert breeds_classes("living17", folder)[0] == ["n10000001", "n10000002"]
+
+
 def test_breeds_and_tiered_load_from_an_imagenet_folder(tmp_path):
     hierarchy, root = tmp_path / "breeds", tmp_path / "imagenet"
     _write_hierarchy(hierarchy)
@@ -184,6 +206,15 @@ def test_breeds_and_tiered_load_from_an_imagenet_folder(tmp_path):
     assert len(splits.train) == 16 and len(splits.val) == 8 and len(splits.test) == 8
     batch = splits.train.load(np.arange(3))
     assert batch.shape == (3, 3, 16, 16) and batch.dtype == torch.uint8
+
+    # Decoded once into a memory-mapped array: the same pixels, reused while the files and size are the same.
+    cached = splits.train.cached(tmp_path / "cache", "living17_train")
+    assert cached.paths is None and torch.equal(cached.load(np.arange(16)), splits.train.load(np.arange(16)))
+    stamp = (tmp_path / "cache" / "living17_train.npy").stat().st_mtime_ns
+    splits.train.cached(tmp_path / "cache", "living17_train")
+    assert (tmp_path / "cache" / "living17_train.npy").stat().st_mtime_ns == stamp
+    smaller = load_imagenet_hierarchy("living17", root, hierarchy_dir=hierarchy, image_size=8)
+    assert smaller.train.cached(tmp_path / "cache", "living17_train").pixels.shape == (16, 8, 8, 3)
 
     tiered = tmp_path / "tiered"
     tiered.mkdir()

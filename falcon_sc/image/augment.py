@@ -103,7 +103,9 @@ class AugmentedImages:
     """:class:`~falcon_sc.core.views.InputViews` of an :class:`~.datasets.ImageSet`: strong views for the
     student, weak views for the teacher, the plain (resized, normalised) image for prediction.
 
-    In-memory images are moved to ``device`` once, as uint8; file-based ones are decoded per batch.
+    In-memory images are moved to ``device`` once, as uint8, if they take at most ``device_bytes``;
+    larger arrays (e.g. a memory-mapped decoded cache) stay on the host and each batch's rows are gathered
+    from them; file-based images are decoded per batch.
     """
 
     predict_chunk = 1024
@@ -117,6 +119,7 @@ class AugmentedImages:
         mean: tuple[float, ...],
         std: tuple[float, ...],
         device: str | torch.device = "cpu",
+        device_bytes: int = 8 << 30,
     ):
         self.images = images
         self.size = size
@@ -125,7 +128,7 @@ class AugmentedImages:
         self.mean = torch.tensor(mean, device=self.device).view(1, -1, 1, 1)
         self.std = torch.tensor(std, device=self.device).view(1, -1, 1, 1)
         self.pixels = None
-        if images.pixels is not None:
+        if images.pixels is not None and images.pixels.nbytes <= device_bytes:
             self.pixels = images.load(np.arange(len(images))).contiguous().to(self.device)
 
     @property
@@ -134,10 +137,8 @@ class AugmentedImages:
 
     def _batch(self, idx: torch.Tensor) -> torch.Tensor:
         if self.pixels is not None:
-            raw = self.pixels[idx]
-        else:
-            raw = self.images.load(idx.cpu().numpy()).to(self.device, non_blocking=True)
-        return raw.float() / 255.0
+            return self.pixels[idx].float() / 255.0
+        return self.images.load(idx.cpu().numpy()).to(self.device).float() / 255.0
 
     def _normalise(self, x: torch.Tensor) -> torch.Tensor:
         return ((x - self.mean) / self.std).contiguous(memory_format=torch.channels_last)

@@ -8,6 +8,10 @@ Fashion-MNIST) are held in memory as uint8 arrays; ImageNet-based ones (BREEDS, 
 from __future__ import annotations
 
 import gzip
+import hashlib
+import json
+import logging
+import os
 import pickle
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
@@ -15,6 +19,8 @@ from pathlib import Path
 
 import numpy as np
 import torch
+
+logger = logging.getLogger(__name__)
 
 #: CIFAR-100 fine label ids left out of CIFAR68 (superclasses then hold unequal numbers of fine classes).
 CIFAR68_DROPPED = (0, 2, 7, 9, 11, 15, 16, 21, 22, 25, 26, 27, 30, 40, 42, 45, 47, 49, 50, 51, 57, 61, 70, 72, 81)
@@ -95,6 +101,38 @@ class ImageSet:
         with ThreadPoolExecutor() as pool:
             images = list(pool.map(lambda i: _decode(self.paths[i], self.image_size), indices))
         return torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2)
+
+    def cached(self, folder: str | Path, name: str, chunk: int = 4096) -> ImageSet:
+        """The same images decoded once into ``folder/name.npy`` (a memory-mapped uint8 array), as an
+        in-memory set; later calls reuse the file if it was made from the same files at the same size.
+
+        Decoding an ImageNet-sized image takes milliseconds; training reads every image (and its neighbours)
+        every epoch, so decoding them once saves that work every epoch.
+        """
+        if self.paths is None:
+            return self
+        folder = Path(folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        array_path, key_path = folder / f"{name}.npy", folder / f"{name}.json"
+        key = {
+            "image_size": self.image_size,
+            "n_images": len(self),
+            "paths_sha256": hashlib.sha256("\n".join(self.paths).encode()).hexdigest(),
+        }
+        if not (array_path.is_file() and key_path.is_file() and json.loads(key_path.read_text()) == key):
+            shape = (len(self), self.image_size, self.image_size, 3)
+            partial = folder / f"{name}.partial.npy"
+            pixels = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=shape)
+            for start in range(0, len(self), chunk):
+                rows = np.arange(start, min(len(self), start + chunk))
+                pixels[rows] = self.load(rows).permute(0, 2, 3, 1).numpy()
+                logger.info("decoding %s: %d / %d images", name, rows[-1] + 1, len(self))
+            pixels.flush()
+            del pixels
+            os.replace(partial, array_path)  # only a complete array is ever found under the final name
+            key_path.write_text(json.dumps(key))
+        pixels = np.load(array_path, mmap_mode="r")
+        return replace(self, pixels=pixels, paths=None)
 
 
 def _decode(path: str, size: int) -> np.ndarray:

@@ -16,6 +16,7 @@ import logging
 import os
 import sys
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -32,8 +33,9 @@ from .train import build_network, evaluate, find_neighbors, image_falcon, make_v
 logger = logging.getLogger("falcon_sc.image")
 
 CHECKPOINT = "checkpoint.pt"
+SPLITS = ("train", "val", "test")
 # Settings that may differ between an interrupted run and its resumption.
-RESUMABLE = {"resume", "stop_after_epochs", "device", "progress"}
+RESUMABLE = {"resume", "stop_after_epochs", "device", "progress", "cache_dir"}
 
 
 class UsageError(Exception):
@@ -61,6 +63,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="rename checkpoint keys starting with OLD (repeatable; e.g. backbone.=)",
     )
     parser.add_argument("--hierarchy-dir", help="BREEDS / tieredImageNet hierarchy files (default: download)")
+    parser.add_argument(
+        "--cache-dir", help="decode ImageNet-based images once into uint8 arrays here (reused by later runs)"
+    )
     parser.add_argument("--n-fine", type=int, help="number of fine classes (default: the true number)")
     parser.add_argument("--epochs", type=int)
     parser.add_argument("--batch-size", type=int)
@@ -151,6 +156,17 @@ def run(args: argparse.Namespace) -> dict:
     if bench.imagenet:
         loader_options.update(hierarchy_dir=args.hierarchy_dir)
     splits = bench.loader(args.root, **loader_options)
+    if args.cache_dir and splits.train.paths is not None:
+        prefix = f"{args.dataset}_{args.split_seed}_{splits.train.image_size}"
+
+        def decoded() -> dict:
+            return {part: getattr(splits, part).cached(args.cache_dir, f"{prefix}_{part}") for part in SPLITS}
+
+        # Rank 0 decodes; the other ranks then open its files.
+        cached = decoded() if rank == 0 else None
+        if world_size > 1:
+            torch.distributed.barrier()
+        splits = replace(splits, **(cached or decoded()))
     n_fine = args.n_fine or splits.n_fine
     stats = bench.stats or channel_stats(splits.train)
     backbone = args.backbone or bench.backbone
