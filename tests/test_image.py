@@ -214,6 +214,7 @@ def test_breeds_and_tiered_load_from_an_imagenet_folder(tmp_path):
     splits.train.cached(tmp_path / "cache", "living17_train")
     assert (tmp_path / "cache" / "living17_train.npy").stat().st_mtime_ns == stamp
     smaller = load_imagenet_hierarchy("living17", root, hierarchy_dir=hierarchy, image_size=8)
+    living = splits
     assert smaller.train.cached(tmp_path / "cache", "living17_train").pixels.shape == (16, 8, 8, 3)
 
     tiered = tmp_path / "tiered"
@@ -228,6 +229,9 @@ def test_breeds_and_tiered_load_from_an_imagenet_folder(tmp_path):
     assert len(splits.train.coarse_names) == 3 and splits.n_fine == 5
     with pytest.raises(FileNotFoundError, match=r"node_names\.txt"):
         load_imagenet_hierarchy("living17", root, hierarchy_dir=tiered)
+    Path(living.train.paths[5]).write_bytes(b"not an image")
+    with pytest.raises(OSError, match=f"Cannot read the image {living.train.paths[5]}"):
+        living.train.load(np.arange(16))
     with pytest.raises(FileNotFoundError, match="class folder"):
         load_imagenet_hierarchy("living17", tmp_path / "empty", hierarchy_dir=hierarchy)
 

@@ -403,6 +403,8 @@ def train_falcon(
         views = TensorViews(torch.as_tensor(data).to(device=device, dtype=storage_dtype(config)))
     if views.n_examples != n_cells:
         raise ValueError(f"{views.n_examples} examples but {n_cells} coarse labels.")
+    if len(coarse_blocks) > 1 and not isinstance(views, TensorViews):
+        raise ValueError("Several datasets (coarse_blocks) need the examples as a feature matrix, not views.")
     coarse_t = torch.as_tensor(coarse, device=device)
     nbr_idx = torch.as_tensor(neighbors.indices, device=device)
     nbr_valid = torch.as_tensor(neighbors.n_valid, device=device)

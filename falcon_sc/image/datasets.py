@@ -139,7 +139,12 @@ def _decode(path: str, size: int) -> np.ndarray:
     """An RGB image resized so its shorter side is ``size``, then centre-cropped to ``size`` × ``size``."""
     from PIL import Image
 
-    with Image.open(path) as image:
+    try:
+        image = Image.open(path)
+        image.load()
+    except OSError as err:
+        raise OSError(f"Cannot read the image {path}: {err}. Remove or replace the file.") from err
+    with image:
         image = image.convert("RGB")
         scale = size / min(image.size)
         width, height = max(size, round(image.width * scale)), max(size, round(image.height * scale))
