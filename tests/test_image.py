@@ -320,6 +320,8 @@ def test_runner_end_to_end_and_resume_reproduces_the_uninterrupted_run(tiny_cifa
     assert _run(tiny_cifar_root, split) == 2  # a run is there: refuses to start over
     assert "--resume" in capsys.readouterr().err
     assert _run(tiny_cifar_root, split, "--resume", "--lr", "0.2") == 2  # different settings
+    with open(split / "log.jsonl", "a") as handle:  # as if killed after logging epoch 2, before its checkpoint
+        handle.write('{"epoch": 2, "total": 0.0}\n')
     assert _run(tiny_cifar_root, split, "--resume") == 0
     resumed = json.loads((split / "metrics.json").read_text())
     assert resumed["val"] == metrics["val"] and resumed["test"] == metrics["test"]

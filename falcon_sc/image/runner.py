@@ -178,6 +178,10 @@ def run(args: argparse.Namespace) -> dict:
         resume["relationship"] = np.asarray(resume["relationship"], dtype=np.int8)
         neighbors = NeighborGraph(state["neighbors"].numpy(), state["neighbors_valid"].numpy())
         logger.info("resuming %s after epoch %d", out, resume["epoch"])
+        log_path = out / "log.jsonl"
+        if rank == 0 and log_path.is_file():  # epochs logged after the checkpoint are run again
+            kept = [line for line in log_path.read_text().splitlines() if json.loads(line)["epoch"] <= resume["epoch"]]
+            log_path.write_text("".join(line + "\n" for line in kept))
     elif rank == 0:
         out.mkdir(parents=True, exist_ok=True)
         settings_path.write_text(json.dumps(settings, indent=1, default=str))
