@@ -42,7 +42,8 @@ IMAGENET_MEAN, IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 @dataclass(frozen=True)
 class Benchmark:
-    """How to load a dataset (``loader(root, seed=..., **options)``) and train on it."""
+    """How to load a dataset (``loader(root, seed=...)``, plus ``hierarchy_dir=`` for ImageNet-based ones) and
+    train on it."""
 
     loader: Any
     backbone: str
@@ -52,7 +53,6 @@ class Benchmark:
     # Fixed normalisation statistics; None = measured on the training images.
     stats: tuple[tuple[float, ...], tuple[float, ...]] | None = None
     imagenet: bool = False  # takes hierarchy_dir and decodes files
-    options: dict[str, Any] = field(default_factory=dict)
 
 
 _cifar = Augmentation()

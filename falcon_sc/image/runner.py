@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> dict:
             raise UsageError(f"--resume with different settings: {changed}; resume with the original arguments.")
     device = _device(args.device)
 
-    loader_options = {"seed": args.split_seed, **bench.options}
+    loader_options = {"seed": args.split_seed}
     if bench.imagenet:
         loader_options.update(hierarchy_dir=args.hierarchy_dir)
     splits = bench.loader(args.root, **loader_options)
