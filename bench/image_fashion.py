@@ -40,7 +40,7 @@ from falcon_sc.image.augment import channel_stats
 from falcon_sc.image.benchmarks import VISION_DELAYED_M
 from falcon_sc.image.datasets import FASHION_MNIST_DIR
 from falcon_sc.image.ssl import simclr_warmup
-from falcon_sc.image.train import backbone_features, make_views
+from falcon_sc.image.train import eval_outputs, make_views
 
 VARIANTS = {
     "delayed": ("FALCON (vision + delayed M)", VISION_DELAYED_M),  # the fashion_mnist benchmark config
@@ -129,8 +129,8 @@ def main() -> None:
     t_ssl = time.perf_counter() - t0
     print(f"SimCLR: {ssl_epochs} epochs, {t_ssl:.1f} s, loss {ssl_losses[0]:.3f} → {ssl_losses[-1]:.3f}")
 
-    train_x = F.normalize(backbone_features(backbone, views, device, amp), dim=1).cpu().numpy()
-    test_x = F.normalize(backbone_features(backbone, test_views, device, amp), dim=1).cpu().numpy()
+    train_x = F.normalize(eval_outputs(backbone, views, device, amp), dim=1).cpu().numpy()
+    test_x = F.normalize(eval_outputs(backbone, test_views, device, amp), dim=1).cpu().numpy()
     n_coarse = len(train.coarse_names)
     sizes = np.bincount(train.coarse, minlength=n_coarse)
     true_counts = np.array([len(np.unique(train.fine[train.coarse == c])) for c in range(n_coarse)])

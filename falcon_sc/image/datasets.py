@@ -182,21 +182,8 @@ def split_per_class(labels: np.ndarray, val_fraction: float, seed: int) -> tuple
     return np.sort(np.concatenate(train)), np.sort(np.concatenate(val))
 
 
-def relabel(images: ImageSet) -> ImageSet:
-    """Renumber coarse and fine labels consecutively over the classes present (names follow)."""
-    coarse_ids, coarse = np.unique(images.coarse, return_inverse=True)
-    fine_ids, fine = np.unique(images.fine, return_inverse=True)
-    return replace(
-        images,
-        coarse=coarse.astype(np.int64),
-        fine=fine.astype(np.int64),
-        coarse_names=tuple(images.coarse_names[i] for i in coarse_ids),
-        fine_names=tuple(images.fine_names[i] for i in fine_ids),
-    )
-
-
 def keep_fine_classes(images: ImageSet, keep: np.ndarray) -> ImageSet:
-    """Only the images whose fine label is in ``keep`` (labels keep their ids; see :func:`relabel`)."""
+    """Only the images whose fine label is in ``keep`` (labels keep their ids; see :func:`relabel_together`)."""
     return images.subset(np.flatnonzero(np.isin(images.fine, keep)))
 
 
@@ -218,19 +205,20 @@ def _splits(name: str, pool: ImageSet, test: ImageSet, val_fraction: float, seed
 
 
 def relabel_together(pool: ImageSet, test: ImageSet) -> tuple[ImageSet, ImageSet]:
-    """:func:`relabel` both sets with the numbering of ``pool`` (test images of other classes are dropped)."""
+    """Both sets with coarse and fine labels renumbered consecutively over the classes present in ``pool``
+    (names follow; test images of fine classes absent from ``pool`` are dropped)."""
     test = test.subset(np.flatnonzero(np.isin(test.fine, pool.fine)))
-    relabelled = relabel(pool)
-    fine_map = {old: new for new, old in enumerate(np.unique(pool.fine))}
-    coarse_map = {old: new for new, old in enumerate(np.unique(pool.coarse))}
-    test = replace(
-        test,
-        coarse=np.array([coarse_map[c] for c in test.coarse], dtype=np.int64),
-        fine=np.array([fine_map[f] for f in test.fine], dtype=np.int64),
-        coarse_names=relabelled.coarse_names,
-        fine_names=relabelled.fine_names,
-    )
-    return relabelled, test
+    coarse_ids, fine_ids = np.unique(pool.coarse), np.unique(pool.fine)
+    names = {
+        "coarse_names": tuple(pool.coarse_names[i] for i in coarse_ids),
+        "fine_names": tuple(pool.fine_names[i] for i in fine_ids),
+    }
+
+    def renumber(images: ImageSet) -> ImageSet:
+        coarse, fine = np.searchsorted(coarse_ids, images.coarse), np.searchsorted(fine_ids, images.fine)
+        return replace(images, coarse=coarse.astype(np.int64), fine=fine.astype(np.int64), **names)
+
+    return renumber(pool), renumber(test)
 
 
 # ---------------------------------------------------------------------------------------------- CIFAR-100

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 import torch
 
 from .. import metrics
@@ -52,23 +53,21 @@ def make_views(
 
 
 @torch.no_grad()
-def backbone_features(backbone: torch.nn.Module, views: AugmentedImages, device, amp: bool) -> torch.Tensor:
-    """Pooled backbone features of the plain views (eval mode), float32 on ``device``."""
-    was_training = backbone.training
-    backbone.eval()
-    features = predict_logits(backbone, views, torch.device(device), amp)
-    backbone.train(was_training)
-    return features
+def eval_outputs(module: torch.nn.Module, views: AugmentedImages, device, amp: bool) -> torch.Tensor:
+    """``module``'s float32 outputs on the plain views, in eval mode (its mode is restored afterwards):
+    pooled features for a backbone, logits for a :class:`~.backbones.FineNetwork`."""
+    was_training = module.training
+    module.eval()
+    outputs = predict_logits(module, views, torch.device(device), amp)
+    module.train(was_training)
+    return outputs
 
 
 def predict_fine(
     network: torch.nn.Module, views: AugmentedImages, relationship: np.ndarray, device, amp: bool
 ) -> tuple[np.ndarray, np.ndarray]:
     """Fine labels restricted to the classes M gives each image's coarse class, and unrestricted argmax."""
-    was_training = network.training
-    network.eval()
-    probs = torch.softmax(predict_logits(network, views, torch.device(device), amp), dim=1)
-    network.train(was_training)
+    probs = torch.softmax(eval_outputs(network, views, device, amp), dim=1)
     coarse = torch.as_tensor(views.images.coarse, device=probs.device)
     allowed = torch.as_tensor(relationship, device=probs.device)[:, coarse].T.bool()
     restricted, _ = within_coarse(probs, allowed)
@@ -83,15 +82,15 @@ def evaluate(
     and the graph edit distance between M and the true hierarchy (``ged``: edits; ``ged_normalized`` in [0, 1])."""
     restricted, free = predict_fine(network, views, relationship, device, amp)
     images = views.images
-    true_tree = np.zeros((len(images.fine_names), len(images.coarse_names)), dtype=np.int8)
-    true_tree[images.fine, images.coarse] = 1
-    true_tree = true_tree[true_tree.sum(1) > 0]
+    # Both trees as DataFrames over coarse class ids: the true one only has the coarse classes present.
+    true_tree = metrics.true_relationship(images.fine, images.coarse)
+    learned = pd.DataFrame(relationship, columns=[str(c) for c in range(relationship.shape[1])])
     return {
         "acc": 100 * metrics.cluster_accuracy(images.fine, restricted),
         "ari": 100 * metrics.adjusted_rand_index(images.fine, restricted),
         "acc_unrestricted": 100 * metrics.cluster_accuracy(images.fine, free),
-        "ged": metrics.graph_edit_distance(relationship, true_tree),
-        "ged_normalized": metrics.graph_edit_distance(relationship, true_tree, normalized=True),
+        "ged": metrics.graph_edit_distance(learned, true_tree),
+        "ged_normalized": metrics.graph_edit_distance(learned, true_tree, normalized=True),
     }
 
 
@@ -114,7 +113,7 @@ def build_network(
 def find_neighbors(network: FineNetwork, views: AugmentedImages, config: FalconConfig, device) -> NeighborGraph:
     """``config.n_neighbors`` most cosine-similar images within each coarse class, in the backbone's features."""
     amp = config.mixed_precision and torch.device(device).type == "cuda"
-    features = backbone_features(network.backbone, views, device, amp)
+    features = eval_outputs(network.backbone, views, device, amp)
     return within_group_neighbors(features, views.images.coarse, config.n_neighbors, device=device)
 
 
