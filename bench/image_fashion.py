@@ -34,13 +34,13 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
 from falcon_sc import metrics
-from falcon_sc.core.trainer import proportional_relationship
+from falcon_sc.core.trainer import TrainingProgress, proportional_relationship
 from falcon_sc.image import VISION, FineNetwork, build_backbone, get_benchmark, image_falcon, load_fashion_mnist
 from falcon_sc.image.augment import channel_stats
 from falcon_sc.image.benchmarks import VISION_DELAYED_M
 from falcon_sc.image.datasets import FASHION_MNIST_DIR
 from falcon_sc.image.ssl import simclr_warmup
-from falcon_sc.image.train import eval_outputs, make_views
+from falcon_sc.image.train import eval_outputs, evaluate, make_views
 
 VARIANTS = {
     "delayed": ("FALCON (vision + delayed M)", VISION_DELAYED_M),  # the fashion_mnist benchmark config
@@ -79,6 +79,7 @@ def main() -> None:
     parser.add_argument("--test-subset", type=int)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--eval-every", type=int, default=10, help="print FALCON's test scores every N epochs")
     parser.add_argument("--smoke", action="store_true", help="CPU-sized run")
     parser.add_argument("--out", help="write the markdown table here")
     args = parser.parse_args()
@@ -147,6 +148,13 @@ def main() -> None:
     for name, config in (VARIANTS[v] for v in args.variants):
         config = config.replace(epochs=falcon_epochs, batch_size=256 if device.type == "cuda" else 64)
         network = FineNetwork(copy.deepcopy(backbone), 10)
+
+        def report(progress: TrainingProgress) -> None:  # how the test scores evolve during training
+            if progress.epoch % args.eval_every == 0 and progress.epoch < progress.epochs:
+                test_scores = evaluate(progress.teacher, test_views, progress.relationship, device, amp)
+                m = list(map(int, progress.relationship.sum(0)))
+                print(f"  epoch {progress.epoch}: test ACC {test_scores['acc']:.1f} ARI {test_scores['ari']:.1f} M {m}")
+
         t0 = time.perf_counter()
         result = image_falcon(
             train,
@@ -156,7 +164,9 @@ def main() -> None:
             augmentation=bench.augmentation,
             stats=stats,
             network=network,
+            views=views,
             evaluation={"test": test},
+            on_epoch_end=report,
             device=device,
             random_state=args.seed,
             progress=False,

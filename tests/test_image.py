@@ -20,8 +20,10 @@ import torch
 from PIL import Image
 
 from falcon_sc.image import (
+    VISION,
     Augmentation,
     build_backbone,
+    image_falcon,
     load_backbone_weights,
     load_cifar100,
     load_fashion_mnist,
@@ -31,6 +33,7 @@ from falcon_sc.image.augment import AugmentedImages, random_resized_crop
 from falcon_sc.image.datasets import CIFAR68_DROPPED, FASHION_MNIST_CLASSES
 from falcon_sc.image.imagenet import BREEDS, breeds_classes, hierarchy_files, tiered_classes
 from falcon_sc.image.runner import main as runner_main
+from falcon_sc.image.train import make_views
 
 # ----------------------------------------------------------------------------------------------- fixtures
 
@@ -295,6 +298,16 @@ def test_views_are_seeded_and_the_identity_crop_is_exact(cifar_root):
     x = images.load(np.arange(4)).float() / 255
     same = random_resized_crop(x, 32, Augmentation(crop_scale=(1, 1), crop_ratio=(1, 1), flip=False), torch.Generator())
     torch.testing.assert_close(same, x, atol=1e-5, rtol=0)
+    splits = load_cifar100(cifar_root)
+    with pytest.raises(ValueError, match="another ImageSet"):  # views of the val split passed for train
+        image_falcon(
+            splits.train,
+            n_fine=20,
+            config=VISION,
+            views=make_views(
+                splits.val, size=32, augmentation=Augmentation(), stats=((0.5,) * 3, (0.25,) * 3), device="cpu"
+            ),
+        )
 
 
 # ------------------------------------------------------------------------------------------------ runner

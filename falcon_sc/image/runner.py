@@ -228,12 +228,11 @@ def run(args: argparse.Namespace) -> dict:
     if report is not None and rank == 0:
         (out / "checkpoint_report.json").write_text(json.dumps(report.__dict__, indent=1))
     network = network.to(device).to(memory_format=torch.channels_last)
-    if neighbors is None:
-        train_views = make_views(
-            splits.train, size=bench.image_size, augmentation=bench.augmentation, stats=stats, device=device
-        )
+    train_views = make_views(
+        splits.train, size=bench.image_size, augmentation=bench.augmentation, stats=stats, device=device
+    )
+    if neighbors is None:  # found here, not in image_falcon, because every checkpoint stores them
         neighbors = find_neighbors(network, train_views, config, device)
-        del train_views
 
     result = image_falcon(
         splits.train,
@@ -244,6 +243,7 @@ def run(args: argparse.Namespace) -> dict:
         augmentation=bench.augmentation,
         stats=stats,
         network=network,
+        views=train_views,
         neighbors=neighbors,
         evaluation={"val": splits.val, "test": splits.test},
         device=device,

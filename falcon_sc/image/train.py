@@ -129,6 +129,7 @@ def image_falcon(
     weights: str | Path | None = None,
     prefix_map: dict[str, str] | None = None,
     network: torch.nn.Module | None = None,
+    views: AugmentedImages | None = None,
     neighbors: NeighborGraph | None = None,
     evaluation: dict[str, ImageSet] | None = None,
     device: str | torch.device = "cpu",
@@ -141,11 +142,15 @@ def image_falcon(
 
     The network is ``backbone`` (see :func:`~.backbones.build_backbone`) with a linear head to ``n_fine``,
     initialised from ``weights`` if given (:func:`~.backbones.load_backbone_weights`), or the given
-    ``network``. Neighbours (``config.n_neighbors`` within each coarse class, cosine) come from its features
+    ``network``. ``views`` are ``train``'s views if the caller already built them (:func:`make_views` with
+    the same size, augmentation, statistics and device), so its pixels are not copied to the device twice.
+    Neighbours (``config.n_neighbors`` within each coarse class, cosine) come from the network's features
     before training unless ``neighbors`` is given. The whole network is then fine-tuned by the engine, with
     strong views for the student and weak views for the EMA teacher. Each set of ``evaluation`` (e.g. val,
     test) is scored with :func:`evaluate` after training.
     """
+    if views is not None and views.images is not train:
+        raise ValueError("image_falcon: `views` were built from another ImageSet than `train`; pass views=None.")
     device = torch.device(device)
     amp = config.mixed_precision and device.type == "cuda"
     augmentation = augmentation or Augmentation()
@@ -160,7 +165,8 @@ def image_falcon(
         # Under data parallelism each rank sees a slice of the batch; batch statistics span all of them.
         network = torch.nn.SyncBatchNorm.convert_sync_batchnorm(network)
     network = network.to(device).to(memory_format=torch.channels_last)
-    views = make_views(train, size=image_size, augmentation=augmentation, stats=stats, device=device)
+    if views is None:
+        views = make_views(train, size=image_size, augmentation=augmentation, stats=stats, device=device)
     if neighbors is None:
         t0 = time.perf_counter()
         neighbors = find_neighbors(network, views, config, device)
