@@ -165,7 +165,7 @@ def main() -> None:
             stats=stats,
             network=network,
             views=views,
-            evaluation={"test": test},
+            evaluation={"test": test_views},
             on_epoch_end=report,
             device=device,
             random_state=args.seed,

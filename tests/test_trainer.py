@@ -171,3 +171,59 @@ def test_resuming_from_an_epoch_state_reproduces_the_uninterrupted_run():
     np.testing.assert_array_equal(resumed.probs, full.probs)
     np.testing.assert_array_equal(resumed.relationship, full.relationship)
     assert resumed.history["total"] == full.history["total"] and resumed.n_solves == full.n_solves
+
+
+class _ShiftedViews:
+    """Views that are not a feature matrix (the student sees shifted rows), as an image backend's are."""
+
+    predict_chunk = 16
+
+    def __init__(self, x):
+        self.x = x
+
+    @property
+    def n_examples(self):
+        return self.x.shape[0]
+
+    def student(self, idx, generator):
+        return self.x[idx] + 0.1
+
+    def teacher(self, idx, generator):
+        return self.x[idx]
+
+    def plain(self, idx):
+        return self.x[idx]
+
+
+def test_views_need_a_network_and_a_single_dataset():
+    rng = np.random.default_rng(0)
+    coarse = np.repeat([0, 1], 30)
+    x = torch.as_tensor(rng.normal(size=(60, 4)), dtype=torch.float32)
+    graph = within_group_neighbors(x.numpy(), coarse, 3)
+    config = DEFAULT.replace(epochs=1, min_total_steps=0)
+    with pytest.raises(ValueError, match="need a `network`"):
+        train_falcon(_ShiftedViews(x), coarse, graph, n_fine=4, config=config, progress=False)
+    with pytest.raises(ValueError, match="Several datasets"):
+        train_falcon(
+            _ShiftedViews(x),
+            coarse,
+            graph,
+            n_fine=4,
+            n_coarse=2,
+            coarse_blocks=[1, 1],
+            config=config,
+            network=make_mlp(4, 4, n_layers=2, hidden_dim=8),
+            progress=False,
+        )
+    result = train_falcon(
+        _ShiftedViews(x),
+        coarse,
+        graph,
+        n_fine=4,
+        config=config,
+        network=make_mlp(4, 4, n_layers=2, hidden_dim=8),
+        progress=False,
+    )
+    # A valid M (each fine class under one coarse class, none empty) and predictions over the 60 examples.
+    assert (result.relationship.sum(1) == 1).all() and (result.relationship.sum(0) >= 1).all()
+    assert result.probs.shape == (60, 4) and np.allclose(result.probs.sum(1), 1, atol=1e-5)

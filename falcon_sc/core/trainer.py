@@ -411,6 +411,8 @@ def train_falcon(
     amp = config.mixed_precision and device.type == "cuda"
 
     if network is None:
+        if not isinstance(views, TensorViews):
+            raise ValueError("train_falcon: views other than a feature matrix need a `network` for their inputs.")
         network = make_mlp(views.x.shape[1], n_fine, n_layers=config.n_layers, hidden_dim=config.hidden_dim)
     model = network.to(device)
     teacher = EMATeacher(model, config.ema_decay)

@@ -177,8 +177,9 @@ def load_backbone_weights(
         prefix_map = next(m for m in DEFAULT_PREFIXES if any(k.startswith(p) for k in checkpoint for p in m))
     report = CheckpointReport()
     mapped = {}
+    longest_first = sorted(prefix_map, key=len, reverse=True)
     for key, value in checkpoint.items():
-        prefix = next((p for p in sorted(prefix_map, key=len, reverse=True) if key.startswith(p)), None)
+        prefix = next((p for p in longest_first if key.startswith(p)), None)
         if prefix is None:
             report.ignored.append(key)
         else:

@@ -245,7 +245,7 @@ def run(args: argparse.Namespace) -> dict:
         network=network,
         views=train_views,
         neighbors=neighbors,
-        evaluation={"val": splits.val, "test": splits.test},
+        evaluation={"val": val_views, "test": splits.test},
         device=device,
         random_state=args.seed,
         on_epoch_end=on_epoch_end,

@@ -131,7 +131,7 @@ def image_falcon(
     network: torch.nn.Module | None = None,
     views: AugmentedImages | None = None,
     neighbors: NeighborGraph | None = None,
-    evaluation: dict[str, ImageSet] | None = None,
+    evaluation: dict[str, ImageSet | AugmentedImages] | None = None,
     device: str | torch.device = "cpu",
     random_state: int = 0,
     on_epoch_end: Callable[[TrainingProgress], None] | None = None,
@@ -147,7 +147,8 @@ def image_falcon(
     Neighbours (``config.n_neighbors`` within each coarse class, cosine) come from the network's features
     before training unless ``neighbors`` is given. The whole network is then fine-tuned by the engine, with
     strong views for the student and weak views for the EMA teacher. Each set of ``evaluation`` (e.g. val,
-    test) is scored with :func:`evaluate` after training.
+    test; an :class:`~.datasets.ImageSet` or its views, if already built) is scored with :func:`evaluate`
+    after training.
     """
     if views is not None and views.images is not train:
         raise ValueError("image_falcon: `views` were built from another ImageSet than `train`; pass views=None.")
@@ -190,6 +191,7 @@ def image_falcon(
     teacher = result.classifier.network.to(device)
     scores = {}
     for name, images in (evaluation or {}).items():
-        eval_views = make_views(images, size=image_size, augmentation=augmentation, stats=stats, device=device)
-        scores[name] = evaluate(teacher, eval_views, result.relationship, device, amp)
+        if not isinstance(images, AugmentedImages):
+            images = make_views(images, size=image_size, augmentation=augmentation, stats=stats, device=device)
+        scores[name] = evaluate(teacher, images, result.relationship, device, amp)
     return ImageFalconResult(result=result, network=teacher, metrics=scores, checkpoint=report, timings=timings)
