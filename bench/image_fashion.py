@@ -17,7 +17,9 @@ the test images' coarse labels. ``--budget-s`` fits the epochs to a time budget:
 within the budget (the epochs actually run are printed).
 
     python bench/image_fashion.py --device cuda --ssl-epochs 40 --epochs 90 --variants delayed
-    python bench/image_fashion.py --smoke      # CPU-sized: 1,000 training images, 1 + 2 epochs
+    # 2-core CPU, 40 min: quarter-width ResNet-18 on 10,000 training images (bench/results/image_fashion_cpu.md)
+    python bench/image_fashion.py --width 16 --train-subset 10000 --ssl-epochs 20 --epochs 30 --variants delayed
+    python bench/image_fashion.py --smoke      # 1,000 training images, 1 + 2 epochs: checks that it runs
 """
 
 from __future__ import annotations
@@ -75,6 +77,7 @@ def main() -> None:
     parser.add_argument("--ssl-epochs", type=int, default=25)
     parser.add_argument("--epochs", type=int, default=30, help="FALCON epochs")
     parser.add_argument("--budget-s", type=float, help="fit the epochs to this many seconds")
+    parser.add_argument("--width", type=int, default=64, help="ResNet-18's first-stage channels (64 as published)")
     parser.add_argument("--train-subset", type=int, help="use this many training images (random)")
     parser.add_argument("--test-subset", type=int)
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
@@ -104,7 +107,9 @@ def main() -> None:
     batch_ssl = 512 if device.type == "cuda" else 128
 
     torch.manual_seed(args.seed)
-    backbone = build_backbone("resnet18", in_channels=1).to(device).to(memory_format=torch.channels_last)
+    backbone = (
+        build_backbone("resnet18", in_channels=1, width=args.width).to(device).to(memory_format=torch.channels_last)
+    )
     ssl_epochs, falcon_epochs = args.ssl_epochs, args.epochs
     if args.budget_s:
         probe = copy.deepcopy(backbone)
@@ -183,7 +188,8 @@ def main() -> None:
     card = torch.cuda.get_device_name(device) if device.type == "cuda" else "CPU"
     lines = [
         f"Fashion-MNIST, {len(train)} training / {len(test)} test images, 5 coarse → 10 fine; {card}; "
-        f"ResNet-18 (CIFAR stem) after {ssl_epochs} SimCLR epochs ({t_ssl:.0f} s); FALCON {falcon_epochs} epochs; "
+        f"ResNet-18 (CIFAR stem, width {args.width}) after {ssl_epochs} SimCLR epochs ({t_ssl:.0f} s); "
+        f"FALCON {falcon_epochs} epochs; "
         f"seed {args.seed}; total {time.perf_counter() - t_total:.0f} s",
         "",
         "| method | test ACC | test ARI | GED (edits) | time (s) | fine classes per coarse |",

@@ -260,6 +260,23 @@ def test_backbones_match_torchvision_architectures(name, n_params, size, width):
         build_backbone("vit")
 
 
+def test_narrow_backbone_scales_every_stage():
+    # Quarter width: every convolution has a quarter of the input and output channels, so 1/16 of the
+    # weights (batch-norm parameters scale by 1/4), and the features are 8 × 16 = 128 wide.
+    full, narrow = build_backbone("resnet18", in_channels=1), build_backbone("resnet18", in_channels=1, width=16)
+    assert narrow.feature_dim == 128 and narrow(torch.randn(2, 1, 28, 28)).shape == (2, 128)
+    assert narrow.state_dict().keys() == full.state_dict().keys()
+    for key, value in narrow.state_dict().items():
+        ref = full.state_dict()[key]
+        if value.ndim == 4:  # conv weights: out × in × kh × kw
+            assert (
+                value.shape[0] * 4 == ref.shape[0]
+                and value.shape[1] * (1 if key == "conv1.weight" else 4) == ref.shape[1]
+            )
+    with pytest.raises(ValueError, match="width"):
+        build_backbone("resnet18", width=0)
+
+
 def test_checkpoint_prefix_mapping_and_report(tmp_path):
     torch.manual_seed(0)
     source = build_backbone("resnet18")
