@@ -265,9 +265,10 @@ def test_narrow_backbone_scales_every_stage():
     # weights (batch-norm parameters scale by 1/4), and the features are 8 × 16 = 128 wide.
     full, narrow = build_backbone("resnet18", in_channels=1), build_backbone("resnet18", in_channels=1, width=16)
     assert narrow.feature_dim == 128 and narrow(torch.randn(2, 1, 28, 28)).shape == (2, 128)
-    assert narrow.state_dict().keys() == full.state_dict().keys()
+    full_state = full.state_dict()
+    assert narrow.state_dict().keys() == full_state.keys()
     for key, value in narrow.state_dict().items():
-        ref = full.state_dict()[key]
+        ref = full_state[key]
         if value.ndim == 4:  # conv weights: out × in × kh × kw
             assert (
                 value.shape[0] * 4 == ref.shape[0]

@@ -73,6 +73,8 @@ class ResNet(nn.Module):
         self, block, layers: tuple[int, ...], *, in_channels: int = 3, cifar_stem: bool = False, width: int = 64
     ):
         super().__init__()
+        if width < 1:
+            raise ValueError(f"width must be a positive channel count, got {width}.")
         self.n_in = width
         if cifar_stem:
             self.conv1 = nn.Conv2d(in_channels, width, 3, stride=1, padding=1, bias=False)
@@ -121,8 +123,6 @@ def build_backbone(name: str, *, in_channels: int = 3, width: int = 64) -> ResNe
     (64 as published; pretrained checkpoints need it)."""
     if name not in BACKBONES:
         raise ValueError(f"Unknown backbone {name!r}; choose one of {sorted(BACKBONES)}.")
-    if width < 1:
-        raise ValueError(f"width must be a positive channel count, got {width}.")
     return ResNet(**BACKBONES[name], in_channels=in_channels, width=width)
 
 
