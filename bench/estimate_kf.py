@@ -1,11 +1,12 @@
 """Estimating the number of fine classes: ``discover_subtypes(..., n_fine="auto")`` against the truth.
 
 A grid of simulated datasets with known K_F (different numbers of coarse and fine classes, imbalance and
-fine-class separation; :func:`falcon_sc.datasets.simulate_hierarchy`), plus pbmc3k (true 9) and pbmc68k
+fine-class separation; :func:`falcon_sc.datasets.simulate_hierarchy`), the 27 → 83, hard and panel settings of
+``bench/accuracy.py``, plus pbmc3k (true 9) and pbmc68k
 (true 10). For each: the data estimate of K_F, the FALCON-checked estimate that ``n_fine="auto"`` keeps (one
 more class while FALCON's restarts agree at least as well), and ACC / ARI of FALCON (default preset,
-``random_state=0``) with that estimate and with the true K_F given (M then starts from the proportional
-split, not from the estimate's per-class counts). Prints a markdown table and the relative error of both
+``random_state=0``) with that estimate and with the true K_F given (M then starts from the default
+allocation, not from the estimate's per-class counts). Prints a markdown table and the relative error of both
 estimates over the simulated grid (median, quartiles, max).
 
     python bench/estimate_kf.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--only NAME ...]
@@ -20,6 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import scanpy as sc
+from simulations import SETTINGS, simulate
 
 import falcon_sc as fs
 from falcon_sc import metrics
@@ -38,6 +40,8 @@ GRID = {
     "sim 8→24 imbalanced": (5000, 8, 24, 0.8, 1.0, 17),
     "sim 10→30": (6000, 10, 30, 1.2, 0.5, 18),
 }
+# The quality issue's settings of bench/accuracy.py (paper shape, hard, targeted panel).
+NEW = ["sim-27x83", "sim-hard", "sim-panel"]
 
 
 def load(name: str, pbmc3k: Path):
@@ -45,6 +49,9 @@ def load(name: str, pbmc3k: Path):
         return sc.read_h5ad(pbmc3k), "cell_type_coarse", "cell_type_fine", 9
     if name == "pbmc68k":
         return fs.datasets.pbmc68k_hierarchy(), "coarse", "fine", 10
+    if name in NEW:
+        adata = simulate(name)
+        return adata, "coarse", "fine", SETTINGS[name]["n_fine"]
     cells, coarse, fine, separation, imbalance, seed = GRID[name]
     adata = fs.datasets.simulate_hierarchy(
         cells, 2000, coarse, fine, fine_separation=separation, imbalance=imbalance, random_state=seed
@@ -64,7 +71,7 @@ def main() -> None:
     parser.add_argument("--pbmc3k", type=Path, default=Path("../shared/data/pbmc3k_labeled.h5ad"))
     parser.add_argument("--only", nargs="+", default=None, help="run only these settings")
     args = parser.parse_args()
-    names = [*GRID, "pbmc3k", "pbmc68k"]
+    names = [*GRID, *NEW, "pbmc3k", "pbmc68k"]
     if args.only:
         names = [n for n in names if n in args.only]
 
@@ -93,7 +100,7 @@ def main() -> None:
             for n, a, kept in estimate["refinement"][["n_fine", "restart_agreement", "kept"]].itertuples(index=False)
         )
         seconds = auto.uns["falcon"]["timings"]["total"]
-        if name in GRID:
+        if name in GRID or name in NEW:
             errors["data estimate"].append(abs(estimate["data_estimate"] - true_k) / true_k)
             errors["FALCON-checked estimate"].append(abs(k - true_k) / true_k)
         print(

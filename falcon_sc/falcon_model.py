@@ -81,11 +81,18 @@ class FalconModel:
         self.training = dict(training)
         self.versions = dict(versions or {"falcon_sc": __version__, "torch": torch.__version__})
         self.saved = saved  # when the model was last saved (ISO 8601, UTC), if it was
-        if classifier.n_inputs != len(self.genes) or classifier.n_outputs != len(self.fine_names):
+        n_features = len(self.genes) + self.reads_total_counts
+        if classifier.n_inputs != n_features or classifier.n_outputs != len(self.fine_names):
             raise ValueError(
-                f"The classifier reads {classifier.n_inputs} genes and predicts {classifier.n_outputs} classes, "
-                f"but the model lists {len(self.genes)} genes and {len(self.fine_names)} fine classes."
+                f"The classifier reads {classifier.n_inputs} features and predicts {classifier.n_outputs} classes, "
+                f"but the model lists {n_features} features ({len(self.genes)} genes"
+                f"{' + total counts' if self.reads_total_counts else ''}) and {len(self.fine_names)} fine classes."
             )
+
+    @property
+    def reads_total_counts(self) -> bool:
+        """Whether each cell's log1p(total counts) is an input after the genes (targeted panels)."""
+        return bool(self.preprocessing.get("total_counts_feature", False))
 
     # ----------------------------------------------------------------------------------------------- views
     @property
@@ -167,7 +174,7 @@ class FalconModel:
         parents = np.asarray(relation["parents"], dtype=np.int64)
         coarse_codes = None if coarse_key is None else self._coarse_codes(adata, coarse_key, relation, dataset)
 
-        prepared, found = prepare_genes(adata, self.genes, layer=layer)
+        prepared, found = prepare_genes(adata, self.genes, layer=layer, total_counts_feature=self.reads_total_counts)
         overlap = found.size / len(self.genes)
         if overlap < min_gene_overlap:
             raise ValueError(
@@ -188,8 +195,9 @@ class FalconModel:
                 f"{prepared.input_kind}: both end up log1p(normalize_total 1e4)"
             )
         torch_device = resolve_device(device)
-        x = torch.zeros(adata.n_obs, len(self.genes), device=torch_device)
-        x[:, torch.as_tensor(found, device=torch_device)] = prepared.to_tensor(torch_device)
+        x = torch.zeros(adata.n_obs, self.classifier.n_inputs, device=torch_device)
+        columns = np.r_[found, [len(self.genes)] if self.reads_total_counts else []].astype(np.int64)
+        x[:, torch.as_tensor(columns, device=torch_device)] = prepared.to_tensor(torch_device)
         probs = self.classifier.to(torch_device).probs(x)
         del x
         if coarse_codes is None:

@@ -57,3 +57,13 @@ def test_graph_edit_distance_aligns_dataframes_by_coarse_name():
     assert metrics.graph_edit_distance(learned, true) == 0
     with pytest.raises(ValueError, match="exactly one parent"):
         metrics.graph_edit_distance(np.ones((2, 2)), tree([1, 1]))
+
+
+def test_macro_accuracy_weighs_every_true_class_equally():
+    true = ["a"] * 8 + ["b"] * 2
+    # everything in one predicted class: "a" is matched (recall 1), "b" is missed (0)
+    assert metrics.macro_accuracy(true, ["x"] * 10) == pytest.approx(0.5)
+    assert metrics.cluster_accuracy(true, ["x"] * 10) == pytest.approx(0.8)
+    assert metrics.macro_accuracy(true, ["y"] * 8 + ["x"] * 2) == 1.0
+    # half of "b" found
+    assert metrics.macro_accuracy(true, ["y"] * 8 + ["x", "y"]) == pytest.approx(0.75)

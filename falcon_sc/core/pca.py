@@ -104,18 +104,108 @@ def fit_pca(
         centred = centred.sub_(mean) if centred is not block else centred - mean
         cov += (centred.T @ centred).double()
     cov /= max(n - 1, 1)
+    components, variances = _top_axes(cov, q)
+    return PCAProjection(
+        mean=mean,
+        components=components.float(),
+        scale=variances.sqrt().float(),
+        feature_mean=feature_mean,
+        feature_scale=feature_scale,
+        max_value=max_value,
+    )
+
+
+def _top_axes(cov: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The ``q`` leading eigenvectors of a symmetric matrix (columns, sign-fixed) and their eigenvalues (≥ 0)."""
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)
     order = torch.argsort(eigenvalues, descending=True)[:q]
     components = eigenvectors[:, order]
     # Fix each axis' sign (largest loading positive) so results do not depend on the eigensolver.
     signs = torch.sign(components.gather(0, components.abs().argmax(0, keepdim=True)))
-    components = components * signs
-    scale = eigenvalues[order].clamp_min(0).sqrt()
-    return PCAProjection(
+    return components * signs, eigenvalues[order].clamp_min(0)
+
+
+@dataclass(frozen=True)
+class WithinClassProjection:
+    """What :func:`fit_within_class_pca` returns.
+
+    ``projection`` maps cells to ``[between-class axes | within-class axes]`` (the classifier's input, also
+    for new cells without labels); ``within_scores`` are the training cells' coordinates on the within-class
+    axes after removing their class mean (where neighbours are searched).
+    """
+
+    projection: PCAProjection
+    within_scores: torch.Tensor  # (n, q_within)
+    n_between: int
+
+
+@torch.no_grad()
+def fit_within_class_pca(
+    x: torch.Tensor,
+    groups: torch.Tensor,
+    n_components: int,
+    *,
+    standardize: bool = True,
+    max_value: float | None = None,
+    chunk_size: int = 8192,
+) -> WithinClassProjection:
+    """Principal axes of the variation inside the classes ``groups`` (n,), plus the axes between them.
+
+    A PCA over all cells spends its leading components on what separates the coarse classes, which the coarse
+    labels already say. Here the covariance is the pooled within-class one (each cell minus its class mean), so
+    the ``n_components`` axes follow the variation inside the classes, where the subtypes are. The classifier
+    also needs to tell the coarse classes apart (L_coarse), so the axes spanned by the class means (at most
+    ``n_classes − 1``, those with non-negligible variance) come first in the projection.
+    """
+    n, d = x.shape
+    groups = torch.as_tensor(groups, device=x.device, dtype=torch.int64)
+    n_groups = int(groups.max()) + 1
+    feature_mean = feature_scale = None
+    if standardize:
+        feature_mean, feature_scale = feature_moments(x, chunk_size)
+    else:
+        max_value = None
+    sums = torch.zeros(n_groups, d, dtype=torch.float64, device=x.device)
+    scatter = torch.zeros(d, d, dtype=torch.float64, device=x.device)
+    for start in range(0, n, chunk_size):
+        z = zscore(x[start : start + chunk_size].float(), feature_mean, feature_scale, max_value)
+        sums.index_add_(0, groups[start : start + chunk_size], z.double())
+        scatter += (z.T @ z).double()
+    sizes = torch.bincount(groups, minlength=n_groups).double()
+    class_means = sums / sizes.clamp_min(1)[:, None]
+    mean = sums.sum(0) / n
+    # Pooled within-class scatter = total second moment − Σ_c n_c μ_c μ_cᵀ.
+    within = (scatter - (class_means.T * sizes) @ class_means) / max(n - n_groups, 1)
+    between = ((class_means - mean).T * sizes) @ (class_means - mean) / max(n - 1, 1)
+    q = max(1, min(n_components, d, n))
+    within_axes, _ = _top_axes(within, q)
+    between_axes, between_var = _top_axes(between, max(1, min(n_groups - 1, d)))
+    keep = between_var > 1e-6 * between_var.max().clamp_min(1e-12)
+    between_axes = between_axes[:, keep]
+    components = torch.cat([between_axes, within_axes], 1).float()
+    mean = mean.float()
+    scores = torch.cat(
+        [
+            (zscore(b.float(), feature_mean, feature_scale, max_value) - mean) @ components
+            for b in _chunks(x, chunk_size)
+        ]
+    )
+    scale = scores.std(0).clamp_min(1e-6)
+    nb = between_axes.shape[1]
+    within_scores = scores[:, nb:]
+    centred = (
+        within_scores
+        - (
+            torch.zeros(n_groups, q, device=x.device).index_add_(0, groups, within_scores)
+            / sizes.float().clamp_min(1)[:, None]
+        )[groups]
+    )
+    projection = PCAProjection(
         mean=mean,
-        components=components.float(),
-        scale=scale.float(),
+        components=components,
+        scale=scale,
         feature_mean=feature_mean,
         feature_scale=feature_scale,
         max_value=max_value,
     )
+    return WithinClassProjection(projection, centred, nb)

@@ -9,11 +9,12 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
+from .allocation import initial_counts, kmeans_within_classes, reseed_empty
 from .classifier import FineClassifier
 from .config import FalconConfig
 from .neighbors import within_group_neighbors
-from .pca import fit_pca
-from .trainer import FalconResult, train_falcon
+from .pca import fit_pca, fit_within_class_pca
+from .trainer import FalconResult, fixed_relationship, train_falcon
 
 logger = logging.getLogger(__name__)
 
@@ -21,6 +22,51 @@ logger = logging.getLogger(__name__)
 def n_components(config: FalconConfig, n_fine: int) -> int:
     """PCs used with ``representation="pca"``: ``config.n_pcs``, or ``min(50, max(10, K_F + 1))`` if unset."""
     return config.n_pcs if config.n_pcs is not None else min(50, max(10, n_fine + 1))
+
+
+def _reseeded(best, x, coarse, graph, scores, timings, config: FalconConfig, n_coarse, random_state, device, progress):
+    """Up to ``config.reseed_rounds`` further runs in which the fine classes that ended with fewer than
+    ``max(5, min_subtype_share · n)`` cells are re-seeded where a subtype splits most clearly
+    (:func:`~.allocation.reseed_empty`): warm-started from that partition and kept if FALCON's objective is
+    lower. This is the move of a fine class from where it is redundant to where it splits real structure, which
+    the M-step alone almost never makes."""
+    min_cells = max(5, int(np.ceil(config.min_subtype_share * coarse.size)))
+    for round_ in range(config.reseed_rounds):
+        plan = reseed_empty(scores, best.labels, best.relationship, min_cells, random_state + round_)
+        if plan is None:
+            break
+        labels, parents = plan
+        order = np.argsort(parents, kind="stable")  # the trainer's initial M lists fine classes by parent
+        new_index = np.empty_like(order)
+        new_index[order] = np.arange(order.size)
+        result = train_falcon(
+            x,
+            coarse,
+            graph,
+            n_fine=parents.size,
+            n_coarse=n_coarse,
+            initial_fine_per_coarse=np.bincount(parents, minlength=n_coarse),
+            initial_labels=new_index[labels],
+            config=config,
+            random_state=random_state + round_ + 1,
+            device=device,
+            progress=progress,
+        )
+        for stage, seconds in result.timings.items():
+            timings[stage] = timings.get(stage, 0.0) + seconds
+        kept = result.objective["total"] < best.objective["total"]
+        logger.info(
+            "re-seeded %d subtype(s) with < %d cells: objective %.4f vs %.4f (%s)",
+            int((np.bincount(best.labels, minlength=parents.size) < min_cells).sum()),
+            min_cells,
+            result.objective["total"],
+            best.objective["total"],
+            "kept" if kept else "not kept",
+        )
+        if not kept:
+            break
+        best = result
+    return best
 
 
 def run_falcon(
@@ -68,18 +114,50 @@ def run_falcon(
     if config.representation == "pca":
         pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
         scores = pca.transform(x)
-        del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
+        del data  # the gene matrix is no longer needed (frees it unless the caller holds it)
         graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
         # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
         # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
         # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
         x = pca.whiten(scores)
+    elif config.representation == "within":
+        fit = fit_within_class_pca(
+            x,
+            torch.as_tensor(coarse),
+            n_components(config, n_fine),
+            standardize=config.standardize,
+            max_value=config.max_value,
+        )
+        pca, scores = fit.projection, fit.within_scores
+        x = pca.whiten(pca.transform(x))
+        del data
+        graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
     elif config.representation == "genes":
+        scores = x
         graph = within_group_neighbors(x, coarse, config.n_neighbors, **knn)
     else:
-        raise ValueError(f"Unknown representation {config.representation!r}; use 'genes' or 'pca'.")
+        raise ValueError(f"Unknown representation {config.representation!r}; use 'genes', 'pca' or 'within'.")
     t_knn = time.perf_counter() - t0
     logger.info("within-class neighbours: %.2f s", t_knn)
+    single = coarse_blocks is None or len(coarse_blocks) == 1
+    warm = config.warm_start != "none" and single
+    if warm and fixed is None and config.relationship_init != "proportional":
+        raise ValueError("warm_start needs relationship_init='proportional' (the M it starts from).")
+    warm_counts = initial_fine_per_coarse
+    if fixed is None and single and (warm or config.allocation != "size"):
+        warm_counts = initial_counts(scores, coarse, n_coarse, n_fine, config, initial_fine_per_coarse, random_state)
+        logger.info("initial fine classes per coarse class (%s): %s", config.allocation, warm_counts.tolist())
+    start_relationship = fixed if fixed is not None else (fixed_relationship(warm_counts) if warm else None)
+
+    def start(restart: int, seed: int) -> dict:
+        """How a restart starts: warm (k-means under the allocated M) or cold (random classifier, M from
+        class sizes); "alternate" makes every second restart cold and lets the objective choose."""
+        if not warm or (config.warm_start == "alternate" and restart % 2 == 1):
+            counts = warm_counts if config.warm_start == "none" else initial_fine_per_coarse
+            return {"initial_fine_per_coarse": counts, "initial_labels": None}
+        labels = kmeans_within_classes(scores, coarse, start_relationship, seed)
+        return {"initial_fine_per_coarse": warm_counts, "initial_labels": labels}
+
     if config.n_restarts < 1:
         raise ValueError(f"n_restarts must be ≥ 1, got {config.n_restarts}.")
     n_restarts = config.n_restarts
@@ -101,7 +179,7 @@ def run_falcon(
             n_coarse=n_coarse,
             fixed=fixed,
             coarse_blocks=coarse_blocks,
-            initial_fine_per_coarse=initial_fine_per_coarse,
+            **start(restart, seed),
             config=config,
             random_state=seed,
             device=device,
@@ -114,6 +192,8 @@ def run_falcon(
             timings[stage] = timings.get(stage, 0.0) + seconds
         if best is None or objectives[-1] < best.objective["total"]:
             best = result
+    if config.reseed_rounds > 0 and single and fixed is None:
+        best = _reseeded(best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, progress)
     best.classifier = FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None)
     best.restart_objectives = objectives
     pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]

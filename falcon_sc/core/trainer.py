@@ -316,6 +316,24 @@ def batch_objective(
     return [l_coarse, l_nn, l_conf, l_reg, total], t_self
 
 
+def _warm_start(model, teacher: EMATeacher, views: InputViews, labels, batch: int, config: FalconConfig, generator):
+    """Fit the classifier to ``labels`` by cross-entropy (its own SGD, so FALCON's optimiser starts fresh), then
+    copy it into the teacher: training starts from that partition instead of from random predictions."""
+    device = generator.device
+    labels = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=device)
+    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    n = labels.numel()
+    for _ in range(config.warm_start_steps):
+        idx = torch.randint(n, (min(batch, n),), generator=generator, device=device)
+        loss = F.cross_entropy(model(views.student(idx, generator)).float(), labels[idx])
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        if config.grad_clip is not None:
+            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+        optimizer.step()
+    teacher.module.load_state_dict(model.state_dict())
+
+
 @dataclass
 class TrainingProgress:
     """Where training stands after an epoch; what ``on_epoch_end`` receives.
@@ -342,6 +360,7 @@ def train_falcon(
     fixed: np.ndarray | None = None,
     coarse_blocks: Sequence[int] | None = None,
     initial_fine_per_coarse: np.ndarray | None = None,
+    initial_labels: np.ndarray | None = None,
     config: FalconConfig,
     random_state: int = 0,
     device: str | torch.device = "cpu",
@@ -363,6 +382,10 @@ def train_falcon(
 
     ``initial_fine_per_coarse`` (first dataset's coarse classes) is where the proportional initial M starts
     before sharing out the remaining fine classes, e.g. the per-class counts of :func:`~.estimate.estimate_n_fine`.
+
+    ``initial_labels`` (one fine class per example, consistent with the initial M, e.g. per-class k-means)
+    warm-starts the classifier: before FALCON's own steps it is fitted to them for ``config.warm_start_steps``
+    steps (cross-entropy), and the teacher starts from it. FALCON then refines that partition.
 
     ``data`` may instead be an :class:`~.views.InputViews` (e.g. augmented images) with a ``network`` on
     ``device`` that maps its views to ``n_fine`` logits; without ``network`` the classifier is the config's
@@ -467,6 +490,8 @@ def train_falcon(
         history.update({name: list(values) for name, values in resume["history"].items()})
         n_solves, solve_time, step, first_epoch = (resume[k] for k in ("n_solves", "solve_time", "step", "epoch"))
         guard.recoveries, guard.lr_scale = resume["recoveries"], resume["lr_scale"]
+    elif initial_labels is not None:
+        _warm_start(model, teacher, views, initial_labels, schedule.batch_size, config, generator)
     guard.save(model, teacher, optimizer)
 
     # Everything a step reads or accumulates lives in fixed device tensors, updated in place, so that the

@@ -23,6 +23,8 @@ def simulate_hierarchy(
     imbalance: float = 0.5,
     dispersion: float = 0.1,
     mean_library_size: float = 5000.0,
+    library_size_effect: float = 0.0,
+    min_cells_per_fine: int = _MIN_CELLS_PER_FINE,
     random_state: int = 0,
     counts_layer: bool = True,
     device: str | None = None,
@@ -33,16 +35,18 @@ def simulate_hierarchy(
 
     1. Hierarchy: every coarse class gets one fine class; the other ``n_fine − n_coarse`` are assigned to
        coarse classes uniformly at random.
-    2. Sizes: fine class ``f`` has weight ``exp(imbalance · z_f)``, ``z_f ~ N(0, 1)``; each fine class gets 5
-       cells, the rest are drawn multinomially with probabilities proportional to the weights.
+    2. Sizes: fine class ``f`` has weight ``exp(imbalance · z_f)``, ``z_f ~ N(0, 1)``; each fine class gets
+       ``min_cells_per_fine`` cells, the rest are drawn multinomially with probabilities proportional to the
+       weights.
     3. Expression: gene ``g`` has a baseline log-mean ``b_g ~ N(0, 1)``. Each coarse class shifts a random
        ``de_fraction`` of the genes by ``coarse_separation · N(0, 1)``; each fine class shifts another random
        ``de_fraction`` of the genes by ``fine_separation · N(0, 1)``. Relative expression of a cell is the
        softmax over genes of the summed log-means.
-    4. Counts: library sizes ``~ LogNormal(log(mean_library_size), 0.3)``; counts are negative binomial with
-       that mean and ``dispersion`` (variance ``μ + dispersion·μ²``), drawn as a Gamma–Poisson mixture —
-       with numpy, or with torch on ``device`` (e.g. ``"cuda"``, seeded by ``random_state``; much faster for
-       millions of cells, different draws).
+    4. Counts: library sizes ``~ LogNormal(log(mean_library_size), 0.3)``, times ``exp(library_size_effect ·
+       N(0, 1))`` per fine class (cell size differs between fine types, as in targeted panels); counts are
+       negative binomial with that mean and ``dispersion`` (variance ``μ + dispersion·μ²``), drawn as a
+       Gamma–Poisson mixture — with numpy, or with torch on ``device`` (e.g. ``"cuda"``, seeded by
+       ``random_state``; much faster for millions of cells, different draws).
 
     ``counts_layer=False`` skips the copy of the counts in ``layers["counts"]`` (saves memory at scale).
 
@@ -54,8 +58,10 @@ def simulate_hierarchy(
     """
     if n_fine < n_coarse:
         raise ValueError(f"n_fine ({n_fine}) must be at least n_coarse ({n_coarse}).")
-    if n_cells < _MIN_CELLS_PER_FINE * n_fine:
-        raise ValueError(f"n_cells must be at least {_MIN_CELLS_PER_FINE} × n_fine = {_MIN_CELLS_PER_FINE * n_fine}.")
+    if min_cells_per_fine < 1:
+        raise ValueError(f"min_cells_per_fine must be ≥ 1, got {min_cells_per_fine}.")
+    if n_cells < min_cells_per_fine * n_fine:
+        raise ValueError(f"n_cells must be at least {min_cells_per_fine} × n_fine = {min_cells_per_fine * n_fine}.")
     if not 0 < de_fraction <= 1:
         raise ValueError(f"de_fraction must be in (0, 1], got {de_fraction}.")
     rng = np.random.default_rng(random_state)
@@ -63,7 +69,7 @@ def simulate_hierarchy(
     parents = np.r_[np.arange(n_coarse), rng.integers(0, n_coarse, n_fine - n_coarse)]
     parents = np.sort(parents)
     weights = np.exp(imbalance * rng.standard_normal(n_fine))
-    sizes = _MIN_CELLS_PER_FINE + rng.multinomial(n_cells - _MIN_CELLS_PER_FINE * n_fine, weights / weights.sum())
+    sizes = min_cells_per_fine + rng.multinomial(n_cells - min_cells_per_fine * n_fine, weights / weights.sum())
     fine_of_cell = rng.permutation(np.repeat(np.arange(n_fine), sizes))
 
     n_de = max(1, round(de_fraction * n_genes))
@@ -82,6 +88,8 @@ def simulate_hierarchy(
     profiles = np.exp(log_means - log_means.max(1, keepdims=True))
     profiles /= profiles.sum(1, keepdims=True)
     library = mean_library_size * np.exp(0.3 * rng.standard_normal(n_cells))
+    if library_size_effect > 0:  # drawn last, so the other draws match a simulation without the effect
+        library *= np.exp(library_size_effect * rng.standard_normal(n_fine))[fine_of_cell]
 
     if device is None:
         blocks = []
@@ -113,6 +121,7 @@ def simulate_hierarchy(
         "de_fraction": de_fraction,
         "imbalance": imbalance,
         "dispersion": dispersion,
+        "library_size_effect": library_size_effect,
         "random_state": random_state,
         "fine_parent": np.asarray([coarse_names[p] for p in parents], dtype=object),
         "fine_names": np.asarray(fine_names, dtype=object),

@@ -35,6 +35,7 @@ def discover_subtypes(
     layer: str | None = None,
     batch_key: str | None = None,
     n_top_genes: int = 2000,
+    total_counts_feature: bool | Literal["auto"] = "auto",
     preset: str | FalconConfig = "default",
     random_state: int = 0,
     device: str = "auto",
@@ -89,6 +90,11 @@ def discover_subtypes(
     n_top_genes
         Number of highly variable genes the classifier sees (seurat_v3 on counts). If larger than the number
         of genes, all genes are used with a warning.
+    total_counts_feature
+        Keep each cell's ``log1p(total counts)`` as one more feature. ``"auto"`` does so for counts with at most
+        500 genes (a targeted panel: with a few dozen genes, total counts reflect cell size, which
+        ``normalize_total`` erases, and cell size differs between types). The choice is stored in
+        ``uns[key_added]["params"]["total_counts_feature"]``, and a saved model applies it to new cells.
     preset
         ``"default"`` (tuned for datasets of any size, including a few thousand cells) or ``"paper"`` (the
         published single-cell recipe unchanged), or a :class:`~falcon_sc.core.FalconConfig`.
@@ -144,6 +150,7 @@ def discover_subtypes(
         layer=layer,
         batch_key=batch_key,
         n_top_genes=n_top_genes,
+        total_counts_feature=total_counts_feature,
         preset=preset,
         random_state=random_state,
         device=device,
@@ -207,6 +214,7 @@ def _run(
     layer,
     batch_key,
     n_top_genes,
+    total_counts_feature,
     preset,
     random_state,
     device,
@@ -245,11 +253,17 @@ def _run(
 
     t0 = time.perf_counter()
     hvg_batch = batch_key if batch_key is not None or not groups.datasets else dataset_key
-    prepared = prepare_input(adata, layer=layer, n_top_genes=n_top_genes, batch_key=hvg_batch)
+    prepared = prepare_input(
+        adata, layer=layer, n_top_genes=n_top_genes, batch_key=hvg_batch, total_counts_feature=total_counts_feature
+    )
     # Densified block by block straight onto the device (held here until run_falcon returns).
     data = prepared.to_tensor(torch_device, storage_dtype(config))
     t_pre = time.perf_counter() - t0
-    logg.info(f"    using {prepared.shape[1]} genes of {prepared.input_kind} input")
+    reads_totals = prepared.log_totals is not None
+    logg.info(
+        f"    using {len(prepared.genes)} genes of {prepared.input_kind} input"
+        + (" and log1p(total counts) as a feature (targeted panel: cell size)" if reads_totals else "")
+    )
     run = functools.partial(
         run_falcon,
         data,
@@ -291,6 +305,7 @@ def _run(
         "batch_key": batch_key,
         "n_top_genes": n_top_genes,
         "input_kind": prepared.input_kind,
+        "total_counts_feature": reads_totals,
         "preset": preset if isinstance(preset, str) else "custom",
         "random_state": random_state,
         "device": str(torch_device),
@@ -305,6 +320,7 @@ def _run(
         "falcon_sc_version": __version__,
     }
     outputs = _outputs(result, groups, prepared.genes, params, config)
+    _report_small_subtypes(outputs, config)
     if estimate is not None:
         outputs.uns["n_fine_estimate"] = _estimate_summary(estimate, refinement, groups, n_fine_range)
     logg.info(
@@ -317,6 +333,22 @@ def _run(
         ),
     )
     return outputs
+
+
+def _report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
+    """Name the subtypes that ended with fewer than ``max(5, min_subtype_share · n)`` cells (stored in
+    ``uns[key]["small_subtypes"]``): FALCON found no cells for them, so n_fine is likely too large there."""
+    n_cells = outputs.labels.size
+    min_cells = max(5, int(np.ceil(config.min_subtype_share * n_cells)))
+    counts = np.bincount(outputs.labels, minlength=len(outputs.fine_names))
+    small = [name for name, count in zip(outputs.fine_names, counts, strict=True) if count < min_cells]
+    outputs.uns["small_subtypes"] = np.asarray(small, dtype=object)
+    if small:
+        logg.warning(
+            f"{len(small)} of {len(outputs.fine_names)} subtypes hold fewer than {min_cells} cells "
+            f"({', '.join(small[:8])}{', …' if len(small) > 8 else ''}): the data gave FALCON no cells for them. "
+            "A smaller n_fine, or n_fine='auto', fits these data better."
+        )
 
 
 def stored_result(adata: ad.AnnData, key: str) -> dict:
@@ -430,6 +462,7 @@ def _outputs(result: FalconResult, groups: CoarseGroups, genes, params, config: 
             "input_kind": params["input_kind"],
             "normalize_total": 1e4 if params["input_kind"] == "counts" else None,
             "log1p": params["input_kind"] == "counts",
+            "total_counts_feature": params["total_counts_feature"],
             "representation": config.representation,
             "standardize": config.standardize,
             "max_value": config.max_value,

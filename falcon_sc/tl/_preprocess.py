@@ -15,6 +15,9 @@ from scanpy import logging as logg
 from scipy import sparse
 
 _TARGET_SUM = 1e4
+# Up to this many genes in the matrix, counts are taken to come from a targeted panel: normalising to a total
+# erases the cell-size information its total counts carry, so log1p(total counts) is kept as one more feature.
+PANEL_MAX_GENES = 500
 _SAMPLE_VALUES = 200_000
 _ROWS_PER_BLOCK = 8192
 
@@ -59,10 +62,12 @@ class PreparedInput:
     size_factors: np.ndarray | None  # (n,) target sum / library size for counts; None for log-normalised input
     genes: pd.Index
     input_kind: str  # "counts" or "log-normalized"
+    # (n,) log1p of every cell's total counts, appended as the last feature (targeted panels); None: not used
+    log_totals: np.ndarray | None = None
 
     @property
     def shape(self) -> tuple[int, int]:
-        return self.source.shape[0], len(self.genes)
+        return self.source.shape[0], len(self.genes) + (self.log_totals is not None)
 
     def to_tensor(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The dense log-normalised matrix on ``device``, densified one block of rows at a time.
@@ -75,7 +80,9 @@ class PreparedInput:
             if self.size_factors is not None:
                 factors = torch.as_tensor(self.size_factors[start:stop], dtype=torch.float32, device=device)
                 values = values.mul_(factors[:, None]).log1p_()  # in place: a block is a fresh copy
-            out[start:stop] = values
+            out[start:stop, : values.shape[1]] = values
+        if self.log_totals is not None:
+            out[:, -1] = torch.as_tensor(self.log_totals, dtype=dtype, device=device)
         return out
 
 
@@ -139,11 +146,21 @@ def _in_memory(matrix):
     return sparse.vstack(blocks, format="csr") if sparse.issparse(blocks[0]) else np.vstack(blocks)
 
 
-def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, batch_key: str | None) -> PreparedInput:
+def prepare_input(
+    adata: ad.AnnData,
+    *,
+    layer: str | None,
+    n_top_genes: int,
+    batch_key: str | None,
+    total_counts_feature: bool | str = False,
+) -> PreparedInput:
     """Select highly variable genes and describe their log-normalised values.
 
     Counts: seurat_v3 HVGs on the counts, ``normalize_total(1e4)`` on all genes, ``log1p``. Log-normalised
-    input: scanpy's ``seurat`` HVG flavour on the values as they are. Nothing is densified here; see
+    input: scanpy's ``seurat`` HVG flavour on the values as they are. ``total_counts_feature`` appends
+    ``log1p(total counts)`` of each cell as a last feature (counts only; ``"auto"``: when the matrix has at most
+    :data:`PANEL_MAX_GENES` genes, a targeted panel, see :func:`resolve_total_counts_feature`). Nothing is
+    densified here; see
     :meth:`PreparedInput.to_tensor`. A backed matrix is read in row blocks; only gene selection (when
     ``n_top_genes`` is below the number of genes) needs it in memory, as a sparse matrix.
     """
@@ -178,14 +195,46 @@ def prepare_input(adata: ad.AnnData, *, layer: str | None, n_top_genes: int, bat
 
     genes = adata.var_names if selected is None else adata.var_names[selected]
     size_factors = _size_factors(matrix) if kind == "counts" else None
-    return PreparedInput(source=matrix, columns=selected, size_factors=size_factors, genes=genes, input_kind=kind)
+    use_totals = resolve_total_counts_feature(total_counts_feature, kind, n_genes)
+    return PreparedInput(
+        source=matrix,
+        columns=selected,
+        size_factors=size_factors,
+        genes=genes,
+        input_kind=kind,
+        log_totals=_log_totals(size_factors) if use_totals else None,
+    )
 
 
-def prepare_genes(adata: ad.AnnData, genes: pd.Index, *, layer: str | None) -> tuple[PreparedInput, np.ndarray]:
+def resolve_total_counts_feature(choice: bool | str, input_kind: str, n_genes: int) -> bool:
+    """Whether log1p(total counts) becomes a feature: ``"auto"`` for counts of a targeted panel (at most
+    :data:`PANEL_MAX_GENES` genes), where total counts carry cell size that normalisation erases."""
+    if isinstance(choice, str):
+        if choice != "auto":
+            raise ValueError(f"total_counts_feature must be True, False or 'auto', got {choice!r}.")
+        return input_kind == "counts" and n_genes <= PANEL_MAX_GENES
+    if choice and input_kind != "counts":
+        raise ValueError(
+            "total_counts_feature=True needs raw counts (their totals are cell sizes), but the input is "
+            f"{input_kind}. Pass the counts (e.g. layer='counts') or set total_counts_feature=False."
+        )
+    return bool(choice)
+
+
+def _log_totals(size_factors: np.ndarray) -> np.ndarray:
+    """log1p of each cell's total counts, recovered from its size factor (0 for an empty cell)."""
+    totals = np.divide(_TARGET_SUM, size_factors, out=np.zeros_like(size_factors), where=size_factors > 0)
+    return np.log1p(totals).astype(np.float32)
+
+
+def prepare_genes(
+    adata: ad.AnnData, genes: pd.Index, *, layer: str | None, total_counts_feature: bool = False
+) -> tuple[PreparedInput, np.ndarray]:
     """The given genes of ``adata``, matched by name and log-normalised as :func:`prepare_input` does.
 
     Genes ``adata`` lacks are left out; also returns the positions in ``genes`` of those it has (in the
     order of the prepared columns). Library sizes of counts are taken over all of ``adata``'s genes.
+    ``total_counts_feature`` appends log1p(total counts) as the last column (counts only).
     """
     if not adata.var_names.is_unique:
         raise ValueError(
@@ -196,7 +245,13 @@ def prepare_genes(adata: ad.AnnData, genes: pd.Index, *, layer: str | None) -> t
     index = adata.var_names.get_indexer(genes)
     found = np.flatnonzero(index >= 0)
     size_factors = _size_factors(matrix) if kind == "counts" else None
-    prepared = PreparedInput(matrix, index[found], size_factors, pd.Index(genes)[found], kind)
+    if total_counts_feature and kind != "counts":
+        raise ValueError(
+            "This model reads each cell's total counts (it was trained on a targeted panel's counts), but "
+            f"adata holds {kind} values. Pass the raw counts, e.g. layer='counts'."
+        )
+    log_totals = _log_totals(size_factors) if total_counts_feature else None
+    prepared = PreparedInput(matrix, index[found], size_factors, pd.Index(genes)[found], kind, log_totals)
     return prepared, found
 
 

@@ -1,0 +1,214 @@
+"""Where training starts: how many fine classes each coarse class gets, and per-class k-means under that M.
+
+Two allocations of K_F over the coarse classes:
+
+- ``"size"``: in proportion to class sizes (largest remainder, :func:`~.trainer.proportional_relationship`);
+- ``"structure"``: greedily, each further fine class goes to the coarse class whose cells gain most from one
+  more k-means cluster, measured as the drop in within-cluster sum of squares in excess of the drop the same
+  number of clusters gives on structure-free data of the same spread (Gaussian with the class's variance along
+  every axis). A large class with a clear split wins over a small one, an elongated but unimodal class does
+  not split, and a class whose extra clusters only cut noise stops receiving fine classes. Cells nearer another
+  coarse class's centroid than their own are left out of the criterion (islands of another class's cells are
+  not subtypes).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from sklearn.cluster import KMeans
+
+from .config import FalconConfig
+from .trainer import proportional_relationship
+
+# Per coarse class, the allocation criterion is computed on a random sample of at most this many cells; a
+# class's gains are scaled back to its full size.
+_MAX_CELLS = 1000
+# The warm start's k-means centroids of a larger class are fitted on a random sample of this many cells.
+_MAX_FIT_CELLS = 20000
+# Re-seeding splits a subtype only if the split gains at least this share of its sum of squares beyond the null.
+_MIN_RESEED_GAIN = 0.05
+# Null draws per (class, k) for the structure criterion.
+_N_NULL = 1
+
+
+def initial_counts(
+    scores: torch.Tensor | np.ndarray,
+    coarse: np.ndarray,
+    n_coarse: int,
+    n_fine: int,
+    config: FalconConfig,
+    base: np.ndarray | None,
+    random_state: int,
+) -> np.ndarray:
+    """Fine classes per coarse class at the start of training (sums to ``n_fine``).
+
+    ``base`` (e.g. the per-class counts of an estimate of K_F) is the starting point that both allocations
+    add to; classes without it start at one fine class each.
+    """
+    sizes = np.bincount(coarse, minlength=n_coarse)
+    if config.allocation == "size":
+        return proportional_relationship(sizes, n_fine, base).sum(0)
+    if config.allocation != "structure":
+        raise ValueError(f"Unknown allocation {config.allocation!r}; use 'size' or 'structure'.")
+    return structure_allocation(
+        np.asarray(torch.as_tensor(scores).float().cpu()), coarse, n_coarse, n_fine, base, random_state
+    )
+
+
+def structure_gains(
+    scores: np.ndarray, coarse: np.ndarray, n_coarse: int, k_max: int, random_state: int, foreign: bool = True
+) -> list[np.ndarray]:
+    """For every coarse class, the excess gain of its 2nd, 3rd, … k_max-th cluster (see the module docstring).
+
+    Entry ``j`` of class ``c``'s array is the gain of going from ``j + 1`` to ``j + 2`` clusters, in units of
+    squared distance summed over the class's cells. Classes too small to split get an empty array. With
+    ``foreign``, cells nearer another class's centroid are left out (:func:`_own_like`).
+    """
+    rng = np.random.default_rng(random_state)
+    own = _own_like(scores, coarse, n_coarse) if foreign else np.ones(coarse.size, dtype=bool)
+    gains = []
+    for c in range(n_coarse):
+        members = np.flatnonzero((coarse == c) & own)
+        k_top = min(k_max, members.size // 2)
+        if k_top < 2:
+            gains.append(np.zeros(0))
+            continue
+        weight = 1.0
+        if members.size > _MAX_CELLS:
+            weight = members.size / _MAX_CELLS
+            members = np.sort(rng.choice(members, _MAX_CELLS, replace=False))
+        v = scores[members].astype(np.float64)
+        v -= v.mean(0)
+        spread = v.std(0)
+        seed = int(rng.integers(2**31))
+        data = [float((v**2).sum())]
+        null = [data[0]]
+        nulls = [rng.standard_normal(v.shape) * spread for _ in range(_N_NULL)]
+        for k in range(2, k_top + 1):
+            data.append(KMeans(k, n_init=2, random_state=seed).fit(v).inertia_)
+            null.append(np.mean([KMeans(k, n_init=1, random_state=seed).fit(g).inertia_ for g in nulls]))
+        gains.append(weight * (np.diff(null) - np.diff(data)))
+    return gains
+
+
+def _own_like(scores: np.ndarray, coarse: np.ndarray, n_coarse: int) -> np.ndarray:
+    """Whether each cell is nearer its own coarse class's centroid than any other's.
+
+    Cells that look like another coarse class (mislabelled cells, doublets, a continuum between classes) form
+    islands that k-means happily splits off, but such an island is another class's cells, not a subtype of
+    this one: the criterion is computed without them."""
+    sums = np.zeros((n_coarse, scores.shape[1]))
+    np.add.at(sums, coarse, scores)
+    centroids = sums / np.maximum(np.bincount(coarse, minlength=n_coarse), 1)[:, None]
+    dist = ((scores[:, None, :] - centroids[None]) ** 2).sum(-1)
+    return dist.argmin(1) == coarse
+
+
+def structure_allocation(
+    scores: np.ndarray,
+    coarse: np.ndarray,
+    n_coarse: int,
+    n_fine: int,
+    base: np.ndarray | None = None,
+    random_state: int = 0,
+) -> np.ndarray:
+    """Fine classes per coarse class: each beyond ``base`` (default one each) goes, one at a time, to the
+    class whose next clusters have the largest mean :func:`structure_gains` (:func:`_lookahead`); a class gets
+    at most half as many classes as it has cells."""
+    counts = np.ones(n_coarse, dtype=int) if base is None else np.asarray(base, dtype=int).copy()
+    if counts.shape != (n_coarse,) or counts.min() < 1 or counts.sum() > n_fine:
+        counts = np.ones(n_coarse, dtype=int)
+    extra = n_fine - counts.sum()
+    sizes = np.bincount(coarse, minlength=n_coarse)
+    # A class is tried with up to three times the mean number of fine classes per coarse class (beyond that the
+    # gains measure noise and cost k-means runs): more than enough for the class that holds most subtypes.
+    k_max = int(min(counts.max() + extra, sizes.max() // 2, max(4, counts.max() + 1, 3 * -(-n_fine // n_coarse))))
+    gains = structure_gains(scores, coarse, n_coarse, max(k_max, 2), random_state)
+    for _ in range(extra):
+        nxt = np.array([_lookahead(g[k - 1 :]) for g, k in zip(gains, counts, strict=True)])
+        if np.isneginf(nxt).all():  # no class can take one more by the criterion: fall back to class size
+            nxt = sizes / counts
+        counts[int(np.argmax(nxt))] += 1
+    return counts
+
+
+def reseed_empty(
+    scores: torch.Tensor | np.ndarray,
+    labels: np.ndarray,
+    relationship: np.ndarray,
+    min_cells: int,
+    random_state: int,
+) -> tuple[np.ndarray, np.ndarray] | None:
+    """Give the fine classes that ended (nearly) empty to the subtypes that most need splitting.
+
+    A fine class with fewer than ``min_cells`` cells is redundant where it is. Each such class takes the
+    smaller half of a 2-means split of the living subtype whose split gains most over the structure-free null
+    (:func:`structure_gains` with the subtypes as groups), under that subtype's coarse class; a subtype is split
+    at most once, only with at least ``2 · min_cells`` cells and a gain of at least 5 % of its own sum of
+    squares (a unimodal subtype gains only noise). Returns the new labels and
+    parents (fine → coarse index), or None when no empty class could be re-seeded.
+    """
+    scores = np.asarray(torch.as_tensor(scores).float().cpu())
+    n_fine = relationship.shape[0]
+    parents = relationship.argmax(1)
+    sizes = np.bincount(labels, minlength=n_fine)
+    empty = np.flatnonzero(sizes < min_cells)
+    if empty.size == 0:
+        return None
+    gains = structure_gains(scores, labels, n_fine, 2, random_state, foreign=False)
+    best = np.array([g[0] if g.size else -np.inf for g in gains])
+    # a split must explain a share of the subtype's own variation: a unimodal subtype gains only noise
+    spread = np.array(
+        [((scores[labels == f] - scores[labels == f].mean(0)) ** 2).sum() if n else 0.0 for f, n in enumerate(sizes)]
+    )
+    best[(sizes < 2 * min_cells) | (best < _MIN_RESEED_GAIN * spread)] = -np.inf
+    labels, parents = labels.copy(), parents.copy()
+    moved = 0
+    for target in empty:
+        f = int(np.argmax(best))
+        if not np.isfinite(best[f]):
+            break
+        members = np.flatnonzero(labels == f)
+        halves = KMeans(2, n_init=3, random_state=random_state).fit_predict(scores[members])
+        smaller = int(np.bincount(halves, minlength=2).argmin())
+        labels[members[halves == smaller]] = target
+        parents[target] = parents[f]
+        best[f] = -np.inf
+        moved += 1
+    return (labels, parents) if moved else None
+
+
+def _lookahead(gains: np.ndarray) -> float:
+    """The best mean gain over the next 1, 2, … clusters (−inf if none is left). k-means gains are not
+    concave (a 3-cluster optimum can miss the split that 4 clusters find), so a class is judged by what its
+    next few clusters gain together, not only the next one."""
+    if gains.size == 0:
+        return -np.inf
+    return float(np.max(np.cumsum(gains) / np.arange(1, gains.size + 1)))
+
+
+def kmeans_within_classes(
+    scores: torch.Tensor | np.ndarray, coarse: np.ndarray, relationship: np.ndarray, random_state: int
+) -> np.ndarray:
+    """Fine labels from k-means inside each coarse class: the cells of class ``c`` are split into as many
+    clusters as M gives it, cluster ``j`` becoming M's ``j``-th fine class of ``c``."""
+    scores = np.asarray(torch.as_tensor(scores).float().cpu())
+    labels = np.empty(coarse.size, dtype=np.int64)
+    for c in range(relationship.shape[1]):
+        members = np.flatnonzero(coarse == c)
+        fines = np.flatnonzero(relationship[:, c])
+        if members.size == 0:
+            continue
+        k = min(fines.size, members.size)
+        if k == 1:
+            labels[members] = fines[0]
+            continue
+        kmeans = KMeans(k, n_init=3, random_state=random_state)
+        if members.size > _MAX_FIT_CELLS:  # centroids from a sample; every cell goes to its nearest one
+            sample = np.random.default_rng(random_state).choice(members.size, _MAX_FIT_CELLS, replace=False)
+            kmeans.fit(scores[members[sample]])
+        else:
+            kmeans.fit(scores[members])
+        labels[members] = fines[kmeans.predict(scores[members])]
+    return labels

@@ -1,0 +1,229 @@
+"""Where training starts: the structure allocation, the k-means warm start, the within-class projection and the
+total-counts feature of targeted panels."""
+
+import numpy as np
+import pytest
+import torch
+
+import falcon_sc as fs
+from falcon_sc import metrics
+from falcon_sc.core import DEFAULT, PAPER, fixed_relationship, proportional_relationship, run_falcon
+from falcon_sc.core.allocation import (
+    _lookahead,
+    _own_like,
+    kmeans_within_classes,
+    reseed_empty,
+    structure_allocation,
+    structure_gains,
+)
+from falcon_sc.core.model import EMATeacher, make_mlp
+from falcon_sc.core.pca import fit_within_class_pca
+from falcon_sc.core.trainer import _warm_start
+from falcon_sc.core.views import TensorViews
+from falcon_sc.tl._preprocess import PANEL_MAX_GENES, prepare_input
+
+
+def blobs(rng, n, centres, spread=0.3):
+    """``n`` points split evenly over Gaussian blobs at ``centres``; returns points and blob index."""
+    centres = np.asarray(centres, dtype=float)
+    which = np.arange(n) % len(centres)
+    return centres[which] + spread * rng.standard_normal((n, centres.shape[1])), which
+
+
+@pytest.fixture
+def big_plain_small_structured():
+    """Class 0: 900 cells, one elongated Gaussian; class 1: 150 cells in three tight, separated blobs."""
+    rng = np.random.default_rng(0)
+    plain = rng.standard_normal((900, 5)) * np.array([3.0, 1.0, 1.0, 1.0, 1.0]) + 20.0
+    structured, which = blobs(rng, 150, [[0, 0, 0, 0, 0], [4, 0, 0, 0, 0], [0, 4, 0, 0, 0]])
+    x = np.vstack([plain, structured])
+    coarse = np.r_[np.zeros(900, int), np.ones(150, int)]
+    return x, coarse, np.r_[np.zeros(900, int), 1 + which]
+
+
+def test_structure_allocation_follows_structure_not_size(big_plain_small_structured):
+    x, coarse, _ = big_plain_small_structured
+    # by size the big unimodal class would get 3 of the 4 fine classes
+    assert proportional_relationship(np.bincount(coarse), 4).sum(0).tolist() == [3, 1]
+    assert structure_allocation(x, coarse, 2, 4).tolist() == [1, 3]
+    gains = structure_gains(x, coarse, 2, 4, random_state=0)
+    # relative to each class's sum of squares: two real splits, while splitting the Gaussian gains next to
+    # nothing beyond what its own null gains
+    total = [((x[coarse == c] - x[coarse == c].mean(0)) ** 2).sum() for c in (0, 1)]
+    assert gains[1][:2].min() > 0.1 * total[1] and abs(gains[0][0]) < 0.01 * total[0]
+    # a base (e.g. an estimate's per-class counts) is kept and only the rest is allocated
+    assert structure_allocation(x, coarse, 2, 5, base=np.array([2, 1])).tolist() == [2, 3]
+
+
+def test_cells_that_look_like_another_class_do_not_make_a_subtype():
+    rng = np.random.default_rng(1)
+    a, _ = blobs(rng, 400, [[0, 0, 0]])
+    b, _ = blobs(rng, 400, [[10, 0, 0]])
+    island, _ = blobs(rng, 60, [[10, 0.5, 0]])  # class-1 cells labelled 0 (mislabelled)
+    c, _ = blobs(rng, 200, [[0, 10, 0], [0, 14, 0]])  # class 2: two real subtypes
+    x = np.vstack([a, island, b, c])
+    coarse = np.r_[np.zeros(460, int), np.ones(400, int), np.full(200, 2)]
+    own = _own_like(x, coarse, 3)
+    assert not own[400:460].any() and own[:400].all()
+    assert structure_allocation(x, coarse, 3, 4).tolist() == [1, 1, 2]
+
+
+def test_lookahead_sees_past_a_poor_next_split():
+    assert _lookahead(np.array([1.0, 5.0, 5.0])) == pytest.approx(11 / 3)
+    assert _lookahead(np.array([4.0, -10.0])) == 4.0
+    assert _lookahead(np.zeros(0)) == -np.inf
+
+
+def test_kmeans_start_respects_the_relationship(big_plain_small_structured):
+    x, coarse, truth = big_plain_small_structured
+    relationship = fixed_relationship([1, 3])
+    labels = kmeans_within_classes(x, coarse, relationship, random_state=0)
+    assert (relationship.argmax(1)[labels] == coarse).all()  # every label lies under the cell's coarse class
+    assert np.bincount(labels, minlength=4).min() > 0
+    assert metrics.cluster_accuracy(truth, labels) == 1.0
+
+
+def test_an_empty_subtype_is_reseeded_where_a_subtype_splits_most_clearly():
+    rng = np.random.default_rng(2)
+    two, _ = blobs(rng, 200, [[0, 0, 0], [6, 0, 0]])  # subtype 0 (coarse 0) holds two clear groups
+    one, _ = blobs(rng, 200, [[0, 20, 0]])  # subtype 1 (coarse 0) is one group
+    other, _ = blobs(rng, 200, [[20, 20, 0]])  # subtype 3 (coarse 1)
+    x = np.vstack([two, one, other])
+    labels = np.r_[np.zeros(200, int), np.ones(200, int), np.full(200, 3)]
+    relationship = fixed_relationship([2, 2])  # subtype 2 sits empty under coarse 1
+    new_labels, parents = reseed_empty(x, labels, relationship, min_cells=5, random_state=0)
+    assert parents.tolist() == [0, 0, 0, 1]  # moved to where the split is
+    assert np.bincount(new_labels, minlength=4).tolist() == [100, 200, 100, 200]
+    assert len(set(new_labels[:200])) == 2 and (new_labels[200:] == labels[200:]).all()
+    # nothing to re-seed: no empty subtype, or no subtype that splits
+    assert reseed_empty(x, new_labels, fixed_relationship([3, 1]), min_cells=5, random_state=0) is None
+    assert reseed_empty(x[200:], labels[200:] - 1, fixed_relationship([1, 2]), min_cells=5, random_state=0) is None
+
+
+def test_warm_start_fits_the_classifier_and_the_teacher_to_the_labels(big_plain_small_structured):
+    x, _, truth = big_plain_small_structured
+    torch.manual_seed(0)
+    views = TensorViews(torch.as_tensor((x - x.mean(0)) / x.std(0), dtype=torch.float32))
+    model = make_mlp(5, 4, n_layers=2, hidden_dim=32)
+    teacher = EMATeacher(model, 0.99)
+    _warm_start(model, teacher, views, truth, 256, DEFAULT, torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        predicted = teacher(views.x).argmax(1).numpy()
+    assert (predicted == truth).mean() > 0.95
+    for p, q in zip(model.parameters(), teacher.module.parameters(), strict=True):
+        assert torch.equal(p, q)
+
+
+@pytest.fixture(scope="module")
+def structured_sim():
+    """4 coarse → 12 fine with uneven splits, where the size-proportional split is not the true one."""
+    adata = fs.datasets.simulate_hierarchy(1500, 300, 4, 12, fine_separation=1.5, imbalance=1.0, random_state=2)
+    x = prepare_input(adata, layer=None, n_top_genes=300, batch_key=None).to_tensor(torch.device("cpu"))
+    coarse = adata.obs["coarse"].cat.codes.to_numpy().astype(np.int64)
+    return x, coarse, adata.obs["fine"].astype(str).to_numpy()
+
+
+def test_run_falcon_starts_where_the_structure_is_and_repeats_exactly(structured_sim):
+    x, coarse, fine = structured_sim
+    config = DEFAULT.replace(min_total_steps=300, n_restarts=2)
+    first = run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, random_state=3, progress=False)
+    again = run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, random_state=3, progress=False)
+    np.testing.assert_array_equal(first.probs, again.probs)
+    true_counts = metrics.true_relationship(fine, coarse).sum(0).to_numpy()
+    learned_counts = first.relationship.sum(0)
+    sized = proportional_relationship(np.bincount(coarse), 12).sum(0)
+    assert np.abs(learned_counts - true_counts).sum() < np.abs(sized - true_counts).sum()
+    assert metrics.cluster_accuracy(fine, first.labels) > 0.9
+    assert np.bincount(first.labels, minlength=12).min() > 0  # no empty subtype
+
+
+def test_warm_start_needs_a_proportional_start(structured_sim):
+    x, coarse, _ = structured_sim
+    config = DEFAULT.replace(relationship_init="random", min_total_steps=10)
+    with pytest.raises(ValueError, match="relationship_init='proportional'"):
+        run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, progress=False)
+
+
+def test_paper_preset_keeps_the_published_start():
+    assert (PAPER.allocation, PAPER.warm_start, PAPER.representation) == ("size", "none", "genes")
+
+
+def test_within_class_projection_removes_the_class_means(structured_sim):
+    x, coarse, _ = structured_sim
+    fit = fit_within_class_pca(x, torch.as_tensor(coarse), 8, max_value=10.0)
+    assert 1 <= fit.n_between <= 3  # at most K_C − 1 directions separate 4 class means
+    assert fit.projection.components.shape == (x.shape[1], fit.n_between + 8)
+    scores = fit.within_scores.numpy()
+    for c in range(4):
+        np.testing.assert_allclose(scores[coarse == c].mean(0), 0, atol=1e-3)
+    # the training cells' coordinates are those the projection gives any cell, minus their class mean
+    projected = fit.projection.transform(x)[:, fit.n_between :].numpy()
+    centred = projected - np.stack([projected[coarse == c].mean(0) for c in coarse])
+    np.testing.assert_allclose(centred, scores, atol=1e-3)
+    # the within-class axes are orthonormal
+    within = fit.projection.components[:, fit.n_between :]
+    np.testing.assert_allclose((within.T @ within).numpy(), np.eye(8), atol=1e-4)
+
+
+@pytest.fixture(scope="module")
+def panel():
+    return fs.datasets.simulate_hierarchy(
+        600, 30, 2, 5, de_fraction=0.3, library_size_effect=0.7, fine_separation=1.0, random_state=1
+    )
+
+
+def test_panel_counts_keep_log_total_counts_as_a_feature(panel):
+    prepared = prepare_input(panel, layer=None, n_top_genes=30, batch_key=None, total_counts_feature="auto")
+    assert panel.n_vars <= PANEL_MAX_GENES and prepared.shape == (600, 31)
+    x = prepared.to_tensor(torch.device("cpu")).numpy()
+    np.testing.assert_allclose(x[:, -1], np.log1p(np.asarray(panel.X.sum(1)).ravel()), rtol=1e-5)
+    plain = prepare_input(panel, layer=None, n_top_genes=30, batch_key=None, total_counts_feature=False)
+    np.testing.assert_array_equal(plain.to_tensor(torch.device("cpu")).numpy(), x[:, :-1])
+    # log-normalised values carry no totals: "auto" leaves them out, True is refused with the fix
+    logged = panel.copy()
+    logged.X = np.log1p(logged.X.toarray() / 7.0)
+    auto = prepare_input(logged, layer=None, n_top_genes=30, batch_key=None, total_counts_feature="auto")
+    assert auto.log_totals is None
+    with pytest.raises(ValueError, match="needs raw counts"):
+        prepare_input(logged, layer=None, n_top_genes=30, batch_key=None, total_counts_feature=True)
+    with pytest.raises(ValueError, match="True, False or 'auto'"):
+        prepare_input(panel, layer=None, n_top_genes=30, batch_key=None, total_counts_feature="yes")
+
+
+def test_a_panel_model_reads_total_counts_again_on_new_cells(panel, tmp_path):
+    adata = panel.copy()
+    model = fs.tl.discover_subtypes(
+        adata, "coarse", n_fine=5, n_top_genes=30, progress=False, return_model=True, min_total_steps=200, n_restarts=1
+    )
+    assert adata.uns["falcon"]["params"]["total_counts_feature"]
+    assert model.reads_total_counts and model.classifier.n_inputs == 31
+    model.save(tmp_path / "m")
+    loaded = fs.FalconModel.load(tmp_path / "m")
+    query = panel.copy()
+    loaded.predict(query, coarse_key="coarse")
+    np.testing.assert_allclose(query.obsm["falcon_probs"], adata.obsm["falcon_probs"], atol=1e-5)
+    logged = panel.copy()
+    logged.X = np.log1p(logged.X.toarray() / 7.0)
+    with pytest.raises(ValueError, match="total counts"):
+        loaded.predict(logged)
+
+
+def test_library_size_effect_changes_only_the_library_sizes():
+    plain = fs.datasets.simulate_hierarchy(400, 50, 2, 4, random_state=5)
+    sized = fs.datasets.simulate_hierarchy(400, 50, 2, 4, library_size_effect=1.0, random_state=5)
+    assert (plain.obs["fine"] == sized.obs["fine"]).all()
+    totals = np.asarray(sized.X.sum(1)).ravel()
+    per_fine = [np.median(totals[sized.obs["fine"] == f]) for f in sized.obs["fine"].cat.categories]
+    assert max(per_fine) / min(per_fine) > 1.5  # fine types differ in size
+    with pytest.raises(ValueError, match="min_cells_per_fine"):
+        fs.datasets.simulate_hierarchy(400, 50, 2, 4, min_cells_per_fine=0)
+
+
+def test_subtypes_left_without_cells_are_named():
+    adata = fs.datasets.simulate_hierarchy(200, 60, 2, 2, random_state=0)  # no substructure to find
+    options = dict(progress=False, min_total_steps=100, n_restarts=1)
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=60, n_top_genes=60, **options)
+    counts = adata.obs["falcon"].value_counts()
+    expected = sorted(name for name in adata.uns["falcon"]["fine_names"] if counts.get(name, 0) < 5)
+    assert sorted(adata.uns["falcon"]["small_subtypes"]) == expected
+    assert expected  # 60 subtypes average 3.3 cells: some must hold fewer than 5
