@@ -101,7 +101,8 @@ def _own_like(scores: np.ndarray, coarse: np.ndarray, n_coarse: int) -> np.ndarr
     sums = np.zeros((n_coarse, scores.shape[1]))
     np.add.at(sums, coarse, scores)
     centroids = sums / np.maximum(np.bincount(coarse, minlength=n_coarse), 1)[:, None]
-    dist = ((scores[:, None, :] - centroids[None]) ** 2).sum(-1)
+    # ‖x − c‖² up to the per-cell constant ‖x‖²: an (n, K_C) matrix, never (n, K_C, dims)
+    dist = (centroids**2).sum(1)[None, :] - 2.0 * scores @ centroids.T
     return dist.argmin(1) == coarse
 
 

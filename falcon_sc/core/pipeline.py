@@ -114,7 +114,7 @@ def run_falcon(
     if config.representation == "pca":
         pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
         scores = pca.transform(x)
-        del data  # the gene matrix is no longer needed (frees it unless the caller holds it)
+        del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
         graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
         # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
         # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
@@ -129,7 +129,7 @@ def run_falcon(
             max_value=config.max_value,
         )
         pca, scores = fit.projection, fit.within_scores
-        x = pca.whiten(pca.transform(x))
+        x = pca.whiten(pca.transform(x))  # drops the gene matrix (unless the caller holds it)
         del data
         graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
     elif config.representation == "genes":
