@@ -19,7 +19,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from .config import FalconConfig
-from .trainer import proportional_relationship
+from .trainer import proportional_relationship, usable_base
 
 # Per coarse class, the allocation criterion is computed on a random sample of at most this many cells; a
 # class's gains are scaled back to its full size.
@@ -30,6 +30,11 @@ _MAX_FIT_CELLS = 20000
 _MIN_RESEED_GAIN = 0.05
 # Null draws per (class, k) for the structure criterion.
 _N_NULL = 1
+
+
+def _on_host(scores: torch.Tensor | np.ndarray) -> np.ndarray:
+    """Float32 scores as a NumPy array (no copy for a CPU tensor or array that is float32 already)."""
+    return np.asarray(torch.as_tensor(scores).float().cpu())
 
 
 def initial_counts(
@@ -51,9 +56,7 @@ def initial_counts(
         return proportional_relationship(sizes, n_fine, base).sum(0)
     if config.allocation != "structure":
         raise ValueError(f"Unknown allocation {config.allocation!r}; use 'size' or 'structure'.")
-    return structure_allocation(
-        np.asarray(torch.as_tensor(scores).float().cpu()), coarse, n_coarse, n_fine, base, random_state
-    )
+    return structure_allocation(_on_host(scores), coarse, n_coarse, n_fine, base, random_state)
 
 
 def structure_gains(
@@ -117,9 +120,7 @@ def structure_allocation(
     """Fine classes per coarse class: each beyond ``base`` (default one each) goes, one at a time, to the
     class whose next clusters have the largest mean :func:`structure_gains` (:func:`_lookahead`); a class gets
     at most half as many classes as it has cells."""
-    counts = np.ones(n_coarse, dtype=int) if base is None else np.asarray(base, dtype=int).copy()
-    if counts.shape != (n_coarse,) or counts.min() < 1 or counts.sum() > n_fine:
-        counts = np.ones(n_coarse, dtype=int)
+    counts = usable_base(base, n_coarse, n_fine)
     extra = n_fine - counts.sum()
     sizes = np.bincount(coarse, minlength=n_coarse)
     # A class is tried with up to three times the mean number of fine classes per coarse class (beyond that the
@@ -150,7 +151,7 @@ def reseed_empty(
     squares (a unimodal subtype gains only noise). Returns the new labels and
     parents (fine → coarse index), or None when no empty class could be re-seeded.
     """
-    scores = np.asarray(torch.as_tensor(scores).float().cpu())
+    scores = _on_host(scores)
     n_fine = relationship.shape[0]
     parents = relationship.argmax(1)
     sizes = np.bincount(labels, minlength=n_fine)
@@ -160,9 +161,10 @@ def reseed_empty(
     gains = structure_gains(scores, labels, n_fine, 2, random_state, foreign=False)
     best = np.array([g[0] if g.size else -np.inf for g in gains])
     # a split must explain a share of the subtype's own variation: a unimodal subtype gains only noise
-    spread = np.array(
-        [((scores[labels == f] - scores[labels == f].mean(0)) ** 2).sum() if n else 0.0 for f, n in enumerate(sizes)]
-    )
+    spread = np.zeros(n_fine)
+    for f in np.flatnonzero(sizes):
+        rows = scores[labels == f]
+        spread[f] = ((rows - rows.mean(0)) ** 2).sum()
     best[(sizes < 2 * min_cells) | (best < _MIN_RESEED_GAIN * spread)] = -np.inf
     labels, parents = labels.copy(), parents.copy()
     moved = 0
@@ -194,7 +196,7 @@ def kmeans_within_classes(
 ) -> np.ndarray:
     """Fine labels from k-means inside each coarse class: the cells of class ``c`` are split into as many
     clusters as M gives it, cluster ``j`` becoming M's ``j``-th fine class of ``c``."""
-    scores = np.asarray(torch.as_tensor(scores).float().cpu())
+    scores = _on_host(scores)
     labels = np.empty(coarse.size, dtype=np.int64)
     for c in range(relationship.shape[1]):
         members = np.flatnonzero(coarse == c)

@@ -78,15 +78,22 @@ def proportional_relationship(coarse_sizes: np.ndarray, n_fine: int, base: np.nd
     """
     coarse_sizes = np.asarray(coarse_sizes, dtype=np.float64)
     n_coarse = coarse_sizes.size
-    base = np.ones(n_coarse, dtype=int) if base is None else np.asarray(base, dtype=int)
-    if base.shape != (n_coarse,) or base.min() < 1 or base.sum() > n_fine:
-        base = np.ones(n_coarse, dtype=int)
+    base = usable_base(base, n_coarse, n_fine)
     extra = n_fine - base.sum()
     quota = extra * coarse_sizes / coarse_sizes.sum() if coarse_sizes.sum() > 0 else np.zeros(n_coarse)
     counts = np.floor(quota).astype(int)
     order = np.lexsort((-coarse_sizes, -(quota - counts)))
     counts[order[: extra - counts.sum()]] += 1
     return fixed_relationship(counts + base)
+
+
+def usable_base(base: np.ndarray | None, n_coarse: int, n_fine: int) -> np.ndarray:
+    """``base`` (fine classes each coarse class starts with) as a fresh int array, or one each when it is
+    missing or does not fit (wrong length, a class with none, more than ``n_fine`` in all)."""
+    counts = np.ones(n_coarse, dtype=int) if base is None else np.array(base, dtype=int)
+    if counts.shape != (n_coarse,) or counts.min() < 1 or counts.sum() > n_fine:
+        return np.ones(n_coarse, dtype=int)
+    return counts
 
 
 def aligned_relationship(first: np.ndarray, overlap: np.ndarray, *, time_limit: float = 60.0) -> np.ndarray:
