@@ -94,7 +94,7 @@ def main() -> None:
         acc_t, ari_t = scores(given, fine_key)
         table = estimate["per_coarse"]
         true_per = adata.obs.groupby(coarse_key, observed=True)[fine_key].nunique()
-        per = " ".join(f"{c}:{n}/{true_per[c]}" for c, n in zip(table["coarse"], table["n_subtypes"], strict=True))
+        per = " ".join(f"{c}:{n}/{true_per[c]}" for c, n in zip(table["coarse"], table["data_estimate"], strict=True))
         tried = " ".join(
             f"{n}:{a:.2f}{'' if kept else '✗'}"
             for n, a, kept in estimate["refinement"][["n_fine", "restart_agreement", "kept"]].itertuples(index=False)

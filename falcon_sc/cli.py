@@ -12,13 +12,13 @@ from __future__ import annotations
 
 import argparse
 import ast
-import contextlib
 import json
-import os
 import sys
-import tempfile
-from collections.abc import Iterator, Sequence
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
+
+from ._files import atomic_file
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_EXISTS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
@@ -34,8 +34,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         # imported here so that --help answers at once
         import scanpy as sc
 
-        sc.settings.verbosity = 1 if args.quiet else 2
-        args.command(args)
+        # --quiet: errors only (scanpy's logger and Python warnings); otherwise progress, info and warnings
+        sc.settings.verbosity = 0 if args.quiet else 2
+        with warnings.catch_warnings():
+            if args.quiet:
+                warnings.simplefilter("ignore")
+            else:
+                warnings.showwarning = _show_warning
+            args.command(args)
     except KeyboardInterrupt:
         print("falcon-sc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED
@@ -45,6 +51,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"falcon-sc: error: {_message(err)}", file=sys.stderr)
         return _exit_code(err)
     return EXIT_OK
+
+
+def _show_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """A warning as one line, like an error: the source line Python would print means nothing to a CLI user."""
+    print(f"falcon-sc: warning: {message}", file=sys.stderr)
+
+
+def _say(args: argparse.Namespace, text: str) -> None:
+    """What the command did (outputs written), unless --quiet."""
+    if not args.quiet:
+        print(text, file=sys.stderr)
 
 
 def _exit_code(err: Exception) -> int:
@@ -64,9 +81,13 @@ def _message(err: Exception) -> str:
 
 def _parser() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--force", action="store_true", help="replace outputs that already exist")
-    common.add_argument("--quiet", action="store_true", help="log warnings only")
+    common.add_argument("--quiet", action="store_true", help="print errors only")
     common.add_argument("--debug", action="store_true", help="show the full traceback of an error")
+    writes = argparse.ArgumentParser(add_help=False)  # options of the commands that write files
+    writes.add_argument("--force", action="store_true", help="replace outputs that already exist")
+    writes.add_argument(
+        "--no-compression", action="store_true", help="write the .h5ad uncompressed (larger, a little faster)"
+    )
     parser = argparse.ArgumentParser(
         prog="falcon-sc",
         description="Discover fine-grained cell subtypes inside coarse labels with FALCON.",
@@ -75,7 +96,7 @@ def _parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(title="commands", required=True, metavar="COMMAND")
 
     discover = commands.add_parser(
-        "discover", parents=[common], help="train FALCON on an .h5ad file and write the subtypes"
+        "discover", parents=[common, writes], help="train FALCON on an .h5ad file and write the subtypes"
     )
     discover.add_argument("input", type=Path, metavar="IN.h5ad")
     discover.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.h5ad")
@@ -88,6 +109,9 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--preset", default="default", choices=["default", "paper"])
     discover.add_argument("--random-state", type=int, default=0)
     discover.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
+    discover.add_argument(
+        "--n-jobs", type=int, default=None, help="CPU threads for PCA and neighbours (-1: all; training uses one)"
+    )
     discover.add_argument("--key-added", default="falcon")
     discover.add_argument(
         "--option",
@@ -102,7 +126,7 @@ def _parser() -> argparse.ArgumentParser:
     discover.set_defaults(command=_discover)
 
     predict = commands.add_parser(
-        "predict", parents=[common], help="transfer a saved model's subtypes to the cells of an .h5ad file"
+        "predict", parents=[common, writes], help="transfer a saved model's subtypes to the cells of an .h5ad file"
     )
     predict.add_argument("model", type=Path, metavar="MODEL_DIR")
     predict.add_argument("input", type=Path, metavar="IN.h5ad")
@@ -146,6 +170,7 @@ def _discover(args: argparse.Namespace) -> None:
     import falcon_sc as fs
 
     _refuse_existing([args.output, args.save_model, args.plot], args.force)
+    fs.core.get_config(args.preset, **dict(args.option))  # every option checked before the file is read
     adata = _read(args.input)
     result = fs.tl.discover_subtypes(
         adata,
@@ -158,19 +183,21 @@ def _discover(args: argparse.Namespace) -> None:
         preset=args.preset,
         random_state=args.random_state,
         device=args.device,
+        n_jobs=args.n_jobs,
         key_added=args.key_added,
-        progress=True,
+        progress=not args.quiet,
         return_model=args.save_model is not None,
         **dict(args.option),
     )
-    _write_h5ad(adata, args.output)
+    _write_h5ad(adata, args)
     if args.save_model is not None:
         result.save(args.save_model, overwrite=args.force)
-        print(f"model saved to {args.save_model}", file=sys.stderr)
+        _say(args, f"model saved to {args.save_model}")
     if args.plot is not None:
         fig = fs.pl.relationship_graph(adata, key=args.key_added, show=False, return_fig=True)
-        with _atomic(args.plot) as tmp:
+        with atomic_file(args.plot) as tmp:
             fig.savefig(tmp, bbox_inches="tight", format=args.plot.suffix.lstrip(".") or "png")
+        _say(args, f"wrote the relationship graph to {args.plot}")
 
 
 def _predict(args: argparse.Namespace) -> None:
@@ -188,7 +215,7 @@ def _predict(args: argparse.Namespace) -> None:
         device=args.device,
         key_added=args.key_added,
     )
-    _write_h5ad(adata, args.output)
+    _write_h5ad(adata, args)
 
 
 def _info(args: argparse.Namespace) -> None:
@@ -234,24 +261,10 @@ def _refuse_existing(paths: Sequence[Path | None], force: bool) -> None:
         raise OutputExistsError(f"output exists: {', '.join(existing)}; pass --force to replace it.")
 
 
-@contextlib.contextmanager
-def _atomic(path: Path) -> Iterator[Path]:
-    """A temporary path next to ``path``, renamed to ``path`` once the block succeeded (else removed)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        yield tmp
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def _write_h5ad(adata, path: Path) -> None:
-    with _atomic(path) as tmp:
-        adata.write_h5ad(tmp)
-    print(f"wrote {path}", file=sys.stderr)
+def _write_h5ad(adata, args: argparse.Namespace) -> None:
+    with atomic_file(args.output) as tmp:
+        adata.write_h5ad(tmp, compression=None if args.no_compression else "gzip")
+    _say(args, f"wrote {args.output}")
 
 
 if __name__ == "__main__":

@@ -39,17 +39,16 @@ def main(argv: list[str] | None = None) -> None:
 
     relationship = adata.uns["falcon"]["relationship"]
     # A subtype may end up with no cells; it still has a row.
-    table = pd.crosstab(adata.obs["falcon"], adata.obs["fine"]).reindex(relationship.index, fill_value=0)
+    dominant = metrics.dominant_labels(adata.obs["fine"], adata.obs["falcon"])
     print("\nDiscovered subtypes (cells; dominant known type and its share):")
     for coarse, group in relationship.groupby("coarse", observed=True):
         print(f"  {coarse}")
         for name, row in group.iterrows():
-            if row["n_cells"] == 0:
+            if name not in dominant.index:
                 print(f"    {name:<14}    0 cells")
                 continue
-            top = table.loc[name].idxmax()
-            share = table.loc[name].max() / row["n_cells"]
-            print(f"    {name:<14} {row['n_cells']:>4} cells   {top} ({share:.0%})")
+            label, share = dominant.loc[name, ["label", "share"]]
+            print(f"    {name:<14} {row['n_cells']:>4} cells   {label} ({share:.0%})")
 
     fine, found = adata.obs["fine"], adata.obs["falcon"]
     learned = pd.DataFrame(adata.uns["falcon"]["relationship_matrix"], columns=adata.uns["falcon"]["coarse_names"])

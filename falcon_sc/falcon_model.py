@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from scanpy import logging as logg
 
 from . import __version__
+from ._files import plain_permissions
 from .core.classifier import FineClassifier, within_coarse
 from .tl._datasets import _labels
 from .tl._outputs import Outputs, h5ad_safe, relationship_view, resolve_device, write_outputs
@@ -270,6 +271,7 @@ class FalconModel:
                 "weights_sha256": _digest((staging / WEIGHTS_FILE).read_bytes()),
             }
             (staging / METADATA_FILE).write_text(json.dumps(document, indent=1, ensure_ascii=False))
+            plain_permissions(staging)  # mkdtemp's directory is private
             if path.exists():
                 shutil.rmtree(path)
             os.replace(staging, path)

@@ -10,6 +10,7 @@ from sklearn.metrics import adjusted_rand_score, normalized_mutual_info_score
 __all__ = [
     "adjusted_rand_index",
     "cluster_accuracy",
+    "dominant_labels",
     "graph_edit_distance",
     "macro_accuracy",
     "match_labels",
@@ -41,11 +42,29 @@ def _matching(true_labels, predicted) -> tuple[pd.DataFrame, np.ndarray, np.ndar
 def match_labels(true_labels, predicted) -> dict[str, str]:
     """The best one-to-one matching of predicted to true classes (Hungarian algorithm, most shared cells).
 
-    Returns ``{predicted class: true class}``; predicted classes left without a partner (when there are more
-    of them than true classes) are absent.
+    Returns ``{predicted class: true class}``. Predicted classes left without a partner (when there are more
+    of them than true classes) are absent, and so are pairs that share no cell: the assignment pairs up
+    leftovers arbitrarily, and such a pair says nothing about either class.
     """
     table, rows, cols = _matching(true_labels, predicted)
-    return {str(table.index[r]): str(table.columns[c]) for r, c in zip(rows, cols, strict=True)}
+    counts = table.to_numpy()
+    return {str(table.index[r]): str(table.columns[c]) for r, c in zip(rows, cols, strict=True) if counts[r, c] > 0}
+
+
+def dominant_labels(true_labels, predicted) -> pd.DataFrame:
+    """For every predicted class, the true class most of its cells have.
+
+    Returns a table indexed by predicted class with columns ``label`` (that true class), ``share`` (the
+    fraction of the predicted class's cells that have it) and ``n_cells`` (cells in the predicted class).
+    Unlike :func:`match_labels`, several predicted classes can name the same true class: the table says what
+    each discovered class is, not which one-to-one pairing scores best.
+    """
+    table = pd.crosstab(*_paired(true_labels, predicted)[::-1])  # predicted × true
+    n_cells = table.sum(1)
+    return pd.DataFrame(
+        {"label": table.idxmax(1).astype(str), "share": table.max(1) / n_cells, "n_cells": n_cells},
+        index=table.index.astype(str),
+    )
 
 
 def cluster_accuracy(true_labels, predicted) -> float:

@@ -19,7 +19,9 @@ FAST = ["--n-top-genes", "200", "--device", "cpu", "--option", "min_total_steps=
 
 def falcon_sc(*args, cwd):
     env = os.environ | {"MPLBACKEND": "Agg"}
-    return subprocess.run([*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600)
+    return subprocess.run(
+        [*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600, umask=0o022
+    )
 
 
 @pytest.fixture(scope="module")
@@ -49,7 +51,58 @@ def test_discover_writes_the_outputs_model_and_plot(workdir):
     assert model.fine_names == list(out.obs["falcon"].cat.categories)
     assert (root / "graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "wrote out.h5ad" in done.stderr and "model saved to model" in done.stderr
+    assert "wrote the relationship graph to graph.png" in done.stderr
+    assert "HiGHS" not in done.stdout + done.stderr and "Warning" not in done.stderr
     assert leftovers(root) == []
+
+
+def test_outputs_are_readable_as_a_plain_write_would_make_them(workdir):
+    """Outputs are renamed from private temporary files; they must end with the umask's modes (issue 18)."""
+    root, _ = workdir
+    mode = {p.name: p.stat().st_mode & 0o777 for p in [root / "out.h5ad", root / "graph.png", root / "model"]}
+    mode |= {p.name: p.stat().st_mode & 0o777 for p in (root / "model").iterdir()}
+    assert mode == {
+        "out.h5ad": 0o644, "graph.png": 0o644, "model": 0o755, "model.json": 0o644, "weights.safetensors": 0o644,
+    }  # fmt: skip
+
+
+def test_h5ad_outputs_are_compressed_unless_asked(workdir, tmp_path):
+    import h5py
+
+    root, _ = workdir
+    with h5py.File(root / "out.h5ad") as f:
+        assert f["obsm/falcon_probs"].compression == "gzip"
+    done = falcon_sc("predict", "model", "in.h5ad", "-o", tmp_path / "plain.h5ad", "--no-compression", cwd=root)
+    assert done.returncode == 0, done.stderr
+    with h5py.File(tmp_path / "plain.h5ad") as f:
+        assert f["obsm/falcon_probs"].compression is None
+
+
+def test_quiet_discover_prints_nothing(workdir, tmp_path, capfd):
+    from falcon_sc import cli
+
+    root, _ = workdir
+    args = ["discover", str(root / "in.h5ad"), "-o", str(tmp_path / "q.h5ad"), "--coarse-key", "coarse"]
+    assert cli.main([*args, "--n-fine", "6", "--quiet", *FAST, "--plot", str(tmp_path / "q.png")]) == 0
+    assert capfd.readouterr() == ("", "")
+    assert (tmp_path / "q.h5ad").is_file() and (tmp_path / "q.png").is_file()
+
+
+def test_a_warning_is_one_line_without_source(workdir, tmp_path):
+    root, _ = workdir
+    adata = ad.read_h5ad(root / "in.h5ad")
+    adata[:, 40:].copy().write_h5ad(tmp_path / "fewer.h5ad")
+    done = falcon_sc("predict", root / "model", "fewer.h5ad", "-o", "p.h5ad", "--coarse-key", "coarse", cwd=tmp_path)
+    assert done.returncode == 0, done.stderr
+    warning = [line for line in done.stderr.splitlines() if "missing" in line]
+    assert len(warning) == 1 and warning[0].startswith("falcon-sc: warning: ") and "genes are missing" in warning[0]
+    assert "predict(" not in done.stderr and "UserWarning" not in done.stderr
+
+
+def test_info_offers_no_output_options():
+    done = subprocess.run([*COMMAND, "info", "--help"], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0 and "--quiet" in done.stdout
+    assert "--force" not in done.stdout and "--no-compression" not in done.stdout
 
 
 def test_predict_and_info(workdir):
@@ -90,6 +143,11 @@ def test_existing_outputs_are_kept_unless_forced(workdir):
         (["discover", "in.h5ad", "-o", "x.h5ad", "--coarse-key", "coarse", "--n-fine", "many"], 2, "integer or"),
         (["discover", "in.h5ad", "-o", "x.h5ad", "--coarse-key", "coarse", "--n-fine", "4", "--option", "bogus=1"],
          2, "Unknown FALCON option"),
+        # checked before the (here missing) input is read: the option is named with what it expects
+        (["discover", "missing.h5ad", "-o", "x.h5ad", "--coarse-key", "c", "--n-fine", "4", "--option", "epochs=abc"],
+         2, "Option epochs expects an integer; got 'abc'"),
+        (["discover", "missing.h5ad", "-o", "x.h5ad", "--coarse-key", "c", "--n-fine", "4", "--option", "lr=-1"],
+         2, "Option lr=-1.0 is out of range"),
         (["discover", "model/model.json", "-o", "x.h5ad", "--coarse-key", "c", "--n-fine", "4"], 2, "not a readable"),
         (["predict", "nowhere", "in.h5ad", "-o", "x.h5ad"], 2, "model.json not found"),
         (["predict", "model", "in.h5ad", "-o", "x.h5ad", "--coarse-key", "fine"], 2, "unknown to the model"),

@@ -1,4 +1,5 @@
 import re
+import warnings
 from pathlib import Path
 
 import anndata as ad
@@ -143,6 +144,12 @@ def test_divergence_is_detected_and_reported(small):
         ("empty_label", {}, ValueError, "missing or empty label"),
         ("nan_value", {}, ValueError, "non-finite"),
         ("negative", {}, ValueError, "negative values"),
+        ("duplicated_genes", {}, ValueError, r"2 duplicated gene name\(s\) \('gene1', 'gene7'\).*var_names_make_unique"),
+        # every option is checked, with its expected type or values, before any work
+        (None, dict(epochs="abc"), ValueError, "Option epochs expects an integer; got 'abc'"),
+        (None, dict(prior="relationshp"), ValueError, "choose one of 'uniform', 'relationship'"),
+        (None, dict(momentum=1.5), ValueError, r"momentum=1.5 is out of range; it must lie in \[0, 1\)"),
+        (None, dict(n_jobs=0), ValueError, "n_jobs must be"),
     ],
 )
 def test_bad_input_raises_and_leaves_adata_unchanged(small, change, kwargs, error, match):
@@ -157,6 +164,10 @@ def test_bad_input_raises_and_leaves_adata_unchanged(small, change, kwargs, erro
         adata.X.data[0] = np.nan
     elif change == "negative":
         adata.X.data[0] = -1.0
+    elif change == "duplicated_genes":
+        names = list(adata.var_names)
+        names[5], names[9] = names[1], names[7]
+        adata.var_names = names
     snap = snapshot(adata)
     args = dict(coarse_key="coarse", n_fine=5, n_top_genes=100, **FAST) | kwargs
     with pytest.raises(error, match=match):
@@ -171,10 +182,44 @@ def test_empty_adata_is_refused():
         fs.tl.discover_subtypes(empty, "coarse", n_fine=1)
 
 
-def test_too_few_genes_falls_back_with_warning(small):
-    with pytest.warns(UserWarning, match="using all genes"):
+def test_fewer_genes_than_n_top_genes_uses_all_without_a_warning(small):
+    """A default that cannot apply (a small dataset or a panel) is not the user's mistake (issue 18)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         out = fs.tl.discover_subtypes(small, "coarse", n_fine=5, n_top_genes=5000, copy=True, **FAST)
     assert len(out.uns["falcon"]["genes"]) == small.n_vars
+
+
+def test_the_suggested_filter_removes_empty_labels(small):
+    adata = small.copy()
+    adata.obs["coarse"] = adata.obs["coarse"].astype(str)
+    adata.obs.iloc[[3, 8], adata.obs.columns.get_loc("coarse")] = ["", " "]
+    with pytest.raises(ValueError, match="2 cell") as error:
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, **FAST)
+    suggestion = re.search(r"e\.g\. (.*)\) or give", str(error.value))[1]
+    namespace = {"adata": adata}
+    exec(suggestion, namespace)  # the fix the message gives, as a user would paste it
+    assert namespace["adata"].n_obs == small.n_obs - 2
+
+
+def test_cells_without_counts_are_reported(small, scanpy_log):
+    adata = small.copy()
+    x = adata.X.toarray()
+    x[[2, 4]] = 0
+    adata.X = sparse.csr_matrix(x)
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, **FAST)
+    assert "2 cell(s) have only zeros in adata.X" in scanpy_log.text
+    assert "falcon" in adata.obs
+
+
+def test_duplicated_gene_names_made_unique_work_end_to_end(small):
+    """The fix the duplicated-genes error gives leads to a model that applies to its own training data."""
+    adata = small.copy()
+    adata.var_names = ["G1" if i in (1, 5) else name for i, name in enumerate(adata.var_names)]
+    adata.var_names_make_unique()
+    model = fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, return_model=True, **FAST)
+    transferred = fs.tl.transfer_subtypes(adata, model, coarse_key="coarse", copy=True)
+    np.testing.assert_array_equal(transferred.obs["falcon"].to_numpy(), adata.obs["falcon"].to_numpy())
 
 
 def test_duplicate_obs_names_warn(small):

@@ -100,6 +100,9 @@ def test_discover_with_auto_stores_the_estimate_and_its_evidence(separated, tmp_
     assert uns["params"]["n_fine_auto"] is True
     table = estimate["per_coarse"]
     assert list(table.index) == ["C0", "C1", "C2"] and table["n_subtypes"].sum() == 7
+    # the kept result's counts, next to the data estimate (which FALCON's refinement or M may change)
+    assert table["n_subtypes"].tolist() == uns["fine_per_coarse"]["n_fine"].loc[table.index].tolist()
+    assert table["data_estimate"].sum() == estimate["unclipped"]
     assert table["n_cells"].sum() == separated.n_obs
     assert estimate["excess_silhouette"].shape == (3, 7)
     assert "n_fine_estimate" in uns["timings"]

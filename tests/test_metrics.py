@@ -67,3 +67,20 @@ def test_macro_accuracy_weighs_every_true_class_equally():
     assert metrics.macro_accuracy(true, ["y"] * 8 + ["x"] * 2) == 1.0
     # half of "b" found
     assert metrics.macro_accuracy(true, ["y"] * 8 + ["x", "y"]) == pytest.approx(0.75)
+
+
+def test_matching_drops_pairs_that_share_no_cell():
+    # 3 × 3: the assignment must pair y with c, with which it shares no cell
+    true = ["a"] * 8 + ["b", "b", "b", "c"]
+    predicted = ["x"] * 5 + ["y"] * 3 + ["z"] * 4
+    assert metrics.match_labels(true, predicted) == {"x": "a", "z": "b"}
+    assert metrics.cluster_accuracy(true, predicted) == 8 / 12
+
+
+def test_dominant_labels_say_what_each_class_holds():
+    true = ["a"] * 8 + ["b", "b", "b", "c"]
+    predicted = ["x"] * 5 + ["y"] * 3 + ["z"] * 4
+    table = metrics.dominant_labels(true, predicted)
+    assert table["label"].to_dict() == {"x": "a", "y": "a", "z": "b"}
+    assert table["share"].to_dict() == {"x": 1.0, "y": 1.0, "z": 0.75}
+    assert table["n_cells"].to_dict() == {"x": 5, "y": 3, "z": 4}

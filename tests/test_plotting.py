@@ -52,16 +52,39 @@ def test_relationship_graph_compares_with_known_labels(run):
     adata = run.copy()
     fig = fs.pl.relationship_graph(adata, compare_to="fine", return_fig=True)
     ax = fig.axes[0]
-    matched = metrics.match_labels(adata.obs["fine"], adata.obs["falcon"])
-    annotated = [t.get_text() for t in ax.texts if " = " in t.get_text()]
-    assert len(annotated) == len(matched)
-    assert all(t.split(" = ")[1] == matched[t.split(" (")[0]] for t in annotated)
+    dominant = metrics.dominant_labels(adata.obs["fine"], adata.obs["falcon"])
+    annotated = {t.get_text().split(" (")[0]: t.get_text() for t in ax.texts if "%)" in t.get_text()}
+    assert set(annotated) == set(dominant.index)
+    for name, text in annotated.items():
+        assert text.endswith(f": {dominant.loc[name, 'label']} ({dominant.loc[name, 'share']:.0%})")
     green = matplotlib.colors.to_rgb("#2a9d3f")
     n_green = sum(matplotlib.colors.to_rgb(line.get_color()) == green for line in ax.lines)
     assert f"{n_green} of {len(ax.lines)} edges agree" in ax.get_title()
-    assert n_green == len(matched)  # this run recovers the true tree
+    assert n_green == len(dominant)  # this run recovers the true tree
     with pytest.raises(KeyError, match="compare_to"):
         fs.pl.relationship_graph(adata, compare_to="nope", show=False)
+
+
+def test_relationship_graph_never_names_a_subtype_after_a_label_it_shares_no_cell_with(run):
+    """Two known C0 types merged into one label, and a few C2 cells given a label of their own: the one-to-one
+    matching then pairs a C0 subtype with that label although they share no cell (issue 18, item 1)."""
+    adata = run.copy()
+    known = adata.obs["fine"].astype(str).to_numpy().copy()
+    c0 = sorted({k for k in known if k.startswith("C0")})
+    known[np.isin(known, c0[:2])] = "C0 merged"
+    c2_cells = np.flatnonzero(known == sorted({k for k in known if k.startswith("C2")})[0])
+    known[c2_cells[:5]] = "ghost"
+    adata.obs["known"] = known
+    matched = metrics.match_labels(adata.obs["known"], adata.obs["falcon"])
+    shares = {f: ((adata.obs["falcon"] == f).to_numpy() & (known == k)).sum() for f, k in matched.items()}
+    assert min(shares.values()) > 0  # no pairing without a shared cell
+    ax = fs.pl.relationship_graph(adata, compare_to="known", show=False)
+    texts = [t.get_text() for t in ax.texts]
+    merged = [t for t in texts if t.startswith("C0/")]
+    assert sum("C0 merged (100%)" in t for t in merged) == 2, merged
+    assert not any("ghost" in t and t.startswith("C0/") for t in texts)
+    red = matplotlib.colors.to_rgb("#d62728")
+    assert not any(matplotlib.colors.to_rgb(line.get_color()) == red for line in ax.lines)
 
 
 def test_subtypes_one_panel_per_coarse_class(run, tmp_path):
@@ -88,7 +111,16 @@ def test_training_history_plots_each_term_and_m_changes(run, tmp_path):
     assert [line.get_label() for line in ax_loss.lines] == ["coarse", "neighbor", "confidence", "reg", "total"]
     np.testing.assert_allclose(ax_loss.lines[-1].get_ydata(), run.uns["falcon"]["history"]["total"])
     assert len(ax_m.patches) == epochs
+    moved = np.asarray(run.uns["falcon"]["history"]["relationship_changes"])
+    assert [p.get_height() for p in ax_m.patches] == moved.tolist()
+    assert any(t.get_text() == "M unchanged\nduring training" for t in ax_m.texts) == (not moved.any())
     png(ax_loss.figure, tmp_path, "history")
+    still = run.copy()
+    still.uns["falcon"] = {**still.uns["falcon"], "history": {**still.uns["falcon"]["history"]}}
+    still.uns["falcon"]["history"]["relationship_changes"] = [0] * epochs
+    _, ax_still = fs.pl.training_history(still, show=False)
+    assert [t.get_text() for t in ax_still.texts] == ["M unchanged\nduring training"]
+    assert ax_still.get_ylim() == (0.0, 1.0)
 
 
 def test_confusion_orders_columns_by_matching(run, tmp_path):
@@ -128,6 +160,14 @@ def test_markers_recover_the_simulated_marker_genes(run, tmp_path):
     assert set(markers["table"]["coarse"]) == {"C0", "C2"}
     fig = fs.pl.subtype_markers(adata, n_genes=3, return_fig=True)
     fig.make_figure()
+    # colours are mean log-normalised expression, not raw counts (X holds counts here)
+    normalised = adata.copy()
+    sc.pp.normalize_total(normalised, target_sum=1e4)
+    sc.pp.log1p(normalised)
+    genes = list(fig.dot_color_df.columns)
+    expected = normalised[:, genes].to_df().groupby(normalised.obs["falcon"], observed=True).mean()
+    np.testing.assert_allclose(fig.dot_color_df.to_numpy(), expected.loc[fig.dot_color_df.index].to_numpy(), rtol=1e-4)
+    assert fig.dot_color_df.to_numpy().max() < np.log1p(1e4)
     png(fig.fig, tmp_path, "markers")
     with pytest.raises(KeyError, match="subtype_markers"):
         fs.pl.subtype_markers(run.copy(), show=False)

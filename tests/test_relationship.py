@@ -101,3 +101,18 @@ def test_proportional_initial_relationship_starts_from_a_given_allocation():
         np.testing.assert_array_equal(proportional_relationship(sizes, 6, base=np.array(base)).sum(0), [1, 4, 1])
     m = proportional_relationship(sizes, 6, base=np.array([2, 1, 1]))
     assert m.shape == (6, 3) and (m.sum(1) == 1).all()
+
+
+def test_the_solver_prints_nothing():
+    """HiGHS prints a banner from C++ when a solver is constructed (issue 18); nothing may reach stdout."""
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np; from falcon_sc.core.relationship import solve_relationship; "
+        "print(solve_relationship(np.random.default_rng(0).random((5, 2))).sum(0).tolist())"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout == "[3, 2]\n" or done.stdout == "[2, 3]\n", done.stdout
+    assert "HiGHS" not in done.stderr

@@ -54,8 +54,6 @@ def initial_counts(
     sizes = np.bincount(coarse, minlength=n_coarse)
     if config.allocation == "size":
         return proportional_relationship(sizes, n_fine, base).sum(0)
-    if config.allocation != "structure":
-        raise ValueError(f"Unknown allocation {config.allocation!r}; use 'size' or 'structure'.")
     return structure_allocation(_on_host(scores), coarse, n_coarse, n_fine, base, random_state)
 
 

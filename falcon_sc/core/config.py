@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import typing
 from dataclasses import dataclass
 from typing import Any, Literal
+
+import numpy as np
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,16 @@ class FalconConfig:
     max_recoveries: int = 3
     solver_time_limit: float = 60.0
 
+    def __post_init__(self) -> None:
+        for field in dataclasses.fields(self):
+            value = _checked(field.name, getattr(self, field.name), _field_types()[field.name])
+            object.__setattr__(self, field.name, value)  # ints given for floats become floats, lists tuples
+        if self.n_sampled_neighbors > self.n_neighbors:
+            raise ValueError(
+                f"n_sampled_neighbors={self.n_sampled_neighbors} exceeds n_neighbors={self.n_neighbors}: the "
+                "neighbours sampled per step are drawn from the n_neighbors found. Lower it or raise n_neighbors."
+            )
+
     def replace(self, **changes: Any) -> FalconConfig:
         """A copy with ``changes`` applied; unknown names raise a :class:`TypeError` listing valid ones."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -116,6 +130,88 @@ class FalconConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+# The values each numeric option may take: (lower, upper, whether each bound is allowed); None = unbounded.
+_RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
+    "n_layers": (0, None, True, True),
+    "hidden_dim": (1, None, True, True),
+    "epochs": (1, None, True, True),
+    "batch_size": (1, None, True, True),
+    "lr": (0, None, False, True),
+    "momentum": (0, 1, True, False),
+    "weight_decay": (0, None, True, True),
+    "lr_milestones": (0, 1, False, False),
+    "lr_gamma": (0, None, False, True),
+    "grad_clip": (0, None, False, True),
+    "min_steps_per_epoch": (1, None, True, True),
+    "min_total_steps": (0, None, True, True),
+    "lambda_coarse": (0, None, True, True),
+    "lambda_consistency": (0, None, True, True),
+    "lambda_reg": (0, None, True, True),
+    "lambda_reg_hard": (0, None, True, True),
+    "temperature": (0, None, False, True),
+    "confidence_threshold": (0, 1, True, False),
+    "n_neighbors": (1, None, True, True),
+    "n_pcs": (1, None, True, True),
+    "max_value": (0, None, False, True),
+    "n_sampled_neighbors": (1, None, True, True),
+    "ema_decay": (0, 1, True, True),
+    "soft_target_fraction": (0, 1, True, True),
+    "balance_weight": (0, None, True, True),
+    "solve_every": (1, None, True, True),
+    "min_solves_per_epoch": (0, None, True, True),
+    "first_solve_fraction": (0, 1, True, False),
+    "warm_start_steps": (0, None, True, True),
+    "reseed_rounds": (0, None, True, True),
+    "min_subtype_share": (0, 1, True, False),
+    "n_restarts": (1, None, True, True),
+    "restart_lambda_reg": (0, None, True, True),
+    "restart_max_cells": (1, None, True, True),
+    "knn_exact_max_cells": (1, None, True, True),
+    "max_recoveries": (0, None, True, True),
+    "solver_time_limit": (0, None, False, True),
+}
+
+
+@functools.cache
+def _field_types() -> dict[str, Any]:
+    return typing.get_type_hints(FalconConfig)
+
+
+def _checked(name: str, value: Any, kind: Any) -> Any:
+    """``value`` as option ``name`` of type ``kind`` takes it, or a ValueError naming the option, what it
+    expects and what it got (every option is checked when a config is built, before any work)."""
+    args = typing.get_args(kind)
+    if typing.get_origin(kind) is Literal:
+        if value not in args:
+            raise ValueError(f"Option {name}={value!r} is not valid; choose one of {', '.join(map(repr, args))}.")
+        return value
+    if type(None) in args:  # X | None
+        if value is None:
+            return None
+        kind = next(a for a in args if a is not type(None))
+    if typing.get_origin(kind) is tuple:
+        if not isinstance(value, tuple | list) or isinstance(value, str):
+            raise ValueError(f"Option {name} expects a tuple of numbers, e.g. (0.6, 0.8); got {value!r}.")
+        return tuple(_checked(name, v, args[0] if args else float) for v in value)
+    expected = {bool: "True or False", int: "an integer", float: "a number"}[kind]
+    numeric_ok = isinstance(value, int | float) and not isinstance(value, bool)
+    ok = isinstance(value, bool) if kind is bool else numeric_ok and (kind is float or float(value).is_integer())
+    if not ok or (kind is not bool and not np.isfinite(value)):
+        raise ValueError(f"Option {name} expects {expected}; got {value!r}.")
+    if kind is bool:
+        return value
+    value = kind(value)
+    low, high, low_in, high_in = _RANGES.get(name, (None, None, True, True))
+    below = low is not None and (value < low or (value == low and not low_in))
+    above = high is not None and (value > high or (value == high and not high_in))
+    if below or above:
+        lower = f"{'[' if low_in else '('}{low if low is not None else '-inf'}"
+        upper = f"{high if high is not None else 'inf'}{']' if high_in else ')'}"
+        interval = f"{lower}, {upper}"
+        raise ValueError(f"Option {name}={value!r} is out of range; it must lie in {interval}.")
+    return value
 
 
 #: The published single-cell recipe (paper, Table/appendix configuration), unchanged.

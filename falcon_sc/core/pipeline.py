@@ -14,6 +14,7 @@ from .classifier import FineClassifier
 from .config import FalconConfig
 from .neighbors import within_group_neighbors
 from .pca import fit_pca, fit_within_class_pca
+from .threads import cpu_threads, resolve_n_jobs
 from .trainer import FalconResult, fixed_relationship, train_falcon
 
 logger = logging.getLogger(__name__)
@@ -82,6 +83,7 @@ def run_falcon(
     random_state: int = 0,
     device: str | torch.device = "cpu",
     progress: bool = True,
+    n_jobs: int | None = None,
 ) -> FalconResult:
     """FALCON on a dense ``(n_cells, n_features)`` matrix and integer coarse labels in ``[0, n_coarse)``.
 
@@ -101,42 +103,69 @@ def run_falcon(
     ``config.restart_lambda_reg``) is kept: the objective is FALCON's own, so the choice uses no fine labels.
     Above ``config.restart_max_cells`` cells a single run is made. ``restart_agreement`` of the result is the
     mean adjusted Rand index between the fine labels of every two restarts.
+
+    ``n_jobs`` threads (``None``: torch's current setting; ``-1``: every core) compute the PCA and the
+    neighbour search on the CPU; k-means and training run on one thread (see :mod:`.threads`). The caller's
+    thread settings are restored afterwards.
     """
+    feature_threads = resolve_n_jobs(n_jobs) or torch.get_num_threads()
+    with cpu_threads(1):
+        return _run_falcon(
+            data,
+            coarse,
+            n_coarse=n_coarse,
+            n_fine=n_fine,
+            fixed=fixed,
+            coarse_blocks=coarse_blocks,
+            initial_fine_per_coarse=initial_fine_per_coarse,
+            config=config,
+            random_state=random_state,
+            device=device,
+            progress=progress,
+            feature_threads=feature_threads,
+        )
+
+
+def _run_falcon(
+    data, coarse, *, n_coarse, n_fine, fixed, coarse_blocks, initial_fine_per_coarse, config, random_state, device,
+    progress, feature_threads: int,
+) -> FalconResult:  # fmt: skip
+    """:func:`run_falcon`'s work, with ``feature_threads`` threads for the PCA and the neighbour search."""
     device = torch.device(device)
     t0 = time.perf_counter()
-    x = torch.as_tensor(data).to(device)
-    if not x.is_floating_point():
-        x = x.float()
-    # CUDA searches every class exactly; on the CPU very large classes are searched approximately.
-    exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
-    knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
-    pca = None
-    if config.representation == "pca":
-        pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
-        scores = pca.transform(x)
-        del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
-        graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
-        # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
-        # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
-        # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
-        x = pca.whiten(scores)
-    elif config.representation == "within":
-        fit = fit_within_class_pca(
-            x,
-            torch.as_tensor(coarse),
-            n_components(config, n_fine),
-            standardize=config.standardize,
-            max_value=config.max_value,
-        )
-        pca, scores = fit.projection, fit.within_scores
-        x = pca.whiten(pca.transform(x))  # drops the gene matrix (unless the caller holds it)
-        del data
-        graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
-    elif config.representation == "genes":
-        scores = x
-        graph = within_group_neighbors(x, coarse, config.n_neighbors, **knn)
-    else:
-        raise ValueError(f"Unknown representation {config.representation!r}; use 'genes', 'pca' or 'within'.")
+    # PCA and the neighbour search: large matrix products, which gain from the threads the caller allows
+    with cpu_threads(feature_threads):
+        x = torch.as_tensor(data).to(device)
+        if not x.is_floating_point():
+            x = x.float()
+        # CUDA searches every class exactly; on the CPU very large classes are searched approximately.
+        exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
+        knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
+        pca = None
+        if config.representation == "pca":
+            pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
+            scores = pca.transform(x)
+            del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
+            graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
+            # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
+            # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
+            # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
+            x = pca.whiten(scores)
+        elif config.representation == "within":
+            fit = fit_within_class_pca(
+                x,
+                torch.as_tensor(coarse),
+                n_components(config, n_fine),
+                standardize=config.standardize,
+                max_value=config.max_value,
+            )
+            pca, scores = fit.projection, fit.within_scores
+            x = pca.whiten(pca.transform(x))  # drops the gene matrix (unless the caller holds it)
+            del data
+            graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
+        else:  # "genes"
+            scores = x
+            graph = within_group_neighbors(x, coarse, config.n_neighbors, **knn)
     t_knn = time.perf_counter() - t0
     logger.info("within-class neighbours: %.2f s", t_knn)
     single = coarse_blocks is None or len(coarse_blocks) == 1
@@ -158,8 +187,6 @@ def run_falcon(
         labels = kmeans_within_classes(scores, coarse, start_relationship, seed)
         return {"initial_fine_per_coarse": warm_counts, "initial_labels": labels}
 
-    if config.n_restarts < 1:
-        raise ValueError(f"n_restarts must be ≥ 1, got {config.n_restarts}.")
     n_restarts = config.n_restarts
     if config.restart_max_cells is not None and len(coarse) > config.restart_max_cells and n_restarts > 1:
         logger.info("%d cells > restart_max_cells=%d: one run, no restarts", len(coarse), config.restart_max_cells)

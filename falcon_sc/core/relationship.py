@@ -18,8 +18,12 @@ to the same model with integrality constraints if the check ever fails.
 
 from __future__ import annotations
 
+import contextlib
+import ctypes
+import os
+import sys
 import threading
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 import highspy
@@ -101,10 +105,30 @@ def _build_lp(cost: np.ndarray, balance_weight: float) -> highspy.HighsLp:
     return lp
 
 
+@contextlib.contextmanager
+def _c_stdout_silenced() -> Iterator[None]:
+    """Send what C code writes to standard output (file descriptor 1) to the null device for the block.
+
+    Constructing a ``highspy.Highs`` object prints HiGHS's version and copyright banner from C++ before any
+    option can turn output off, in every script, notebook and CLI run. Python's own ``sys.stdout`` is flushed
+    first and is not redirected; the block lasts microseconds (only the constructor runs in it)."""
+    sys.stdout.flush()
+    saved, null = os.dup(1), os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 1)
+        yield
+    finally:
+        with contextlib.suppress(OSError, AttributeError):  # no C library to flush (e.g. Windows): nothing buffered
+            ctypes.CDLL(None).fflush(None)  # C stdio buffers the banner when stdout is a pipe
+        os.dup2(saved, 1)
+        os.close(saved)
+        os.close(null)
+
+
 def _run(lp: highspy.HighsLp, time_limit: float, integer: bool) -> np.ndarray:
     if integer:
         lp.integrality_ = [highspy.HighsVarType.kInteger] * lp.num_col_
-    with _HIGHS_LOCK:
+    with _HIGHS_LOCK, _c_stdout_silenced():
         highs = highspy.Highs()
     highs.setOptionValue("output_flag", False)
     highs.setOptionValue("time_limit", float(time_limit))

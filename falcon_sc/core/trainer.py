@@ -20,13 +20,13 @@ from typing import Any
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm.auto import tqdm
 
 from . import distributed, losses
 from .classifier import FineClassifier, within_coarse
 from .config import FalconConfig
 from .model import EMATeacher, make_mlp
 from .neighbors import NeighborGraph
+from .progress import progress_bar
 from .relationship import solve_relationship, solve_relationships
 from .schedule import Schedule
 from .views import InputViews, TensorViews
@@ -465,15 +465,13 @@ def train_falcon(
                 for overlap in coarse_overlaps(views.x, coarse_t, coarse_blocks)
             ]
             relationship = np.hstack([relationship, *later])
-    elif config.relationship_init == "random":
+    else:  # "random"
         random_cost = torch.rand(n_fine, n_coarse, generator=generator, device=device).cpu().numpy()
         relationship = np.hstack(
             solve_relationships(
                 split_blocks(random_cost, coarse_blocks), config.balance_weight, time_limit=config.solver_time_limit
             )
         )
-    else:
-        raise ValueError(f"Unknown relationship_init {config.relationship_init!r}.")
     rel_t = torch.as_tensor(relationship, dtype=torch.float32, device=device)
     # EMA predictions summed per coarse class (the M-step's cost) and the number of cells behind them.
     prob_sums = torch.zeros(n_coarse, n_fine, device=device)
@@ -544,13 +542,13 @@ def train_falcon(
     t_train = time.perf_counter()
 
     lr = config.lr * guard.lr_scale * schedule.lr_factor(step, config.lr_gamma)
-    epochs = tqdm(
+    epochs = progress_bar(
         range(first_epoch, schedule.epochs),
+        enabled=progress and rank == 0,
         desc="FALCON",
         unit="epoch",
         initial=first_epoch,
         total=schedule.epochs,
-        disable=not progress or rank != 0,
     )
     for epoch in epochs:
         sums.zero_()

@@ -13,8 +13,8 @@ import time
 import torch
 import torch.nn.functional as F
 from torch import nn
-from tqdm.auto import tqdm
 
+from ..core.progress import progress_bar
 from .augment import AugmentedImages
 
 logger = logging.getLogger(__name__)
@@ -64,7 +64,7 @@ def simclr_warmup(
     scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=epochs * steps)
     losses = []
     t0 = time.perf_counter()
-    for _ in tqdm(range(epochs), desc="SimCLR warm-up", unit="epoch", disable=not progress):
+    for _ in progress_bar(range(epochs), enabled=progress, desc="SimCLR warm-up", unit="epoch"):
         perm = torch.randperm(n, generator=generator, device=device)
         total = torch.zeros((), device=device)
         for b in range(steps):

@@ -1,8 +1,11 @@
 from __future__ import annotations
 
 import anndata as ad
+import numpy as np
 import scanpy as sc
 
+from ..tl._markers import log_normalize
+from ..tl._preprocess import detect_input_kind
 from ._utils import subtype_colors
 
 
@@ -19,7 +22,10 @@ def subtype_markers(
     """Dot plot of the top ``n_genes`` markers of each subtype (from :func:`falcon_sc.tl.subtype_markers`).
 
     A thin call of :func:`scanpy.pl.rank_genes_groups_dotplot`; ``kwargs`` (e.g. ``layer``, ``standard_scale``)
-    go to it. Returns what it returns (scanpy conventions).
+    go to it. Colours show the mean log-normalised expression: raw counts (in ``X`` or ``layer``) are
+    normalised to 10,000 per cell and log1p-transformed first, as :func:`falcon_sc.tl.subtype_markers` tests
+    them (on counts, a few highly expressed housekeeping genes would set the whole colour scale). Returns
+    what scanpy returns (scanpy conventions).
     """
     markers_key = markers_key or f"{key}_markers"
     if markers_key not in adata.uns:
@@ -29,13 +35,14 @@ def subtype_markers(
     # Subtypes without cells have no row to draw and make scanpy fail: plot a light copy without them.
     sizes = adata.obs[key].value_counts()
     cells = adata.obs[key].isin(sizes.index[sizes > 0]).to_numpy()
-    layer = kwargs.get("layer")
-    plotted = ad.AnnData(
-        X=adata.X[cells] if layer is None else None,
-        obs=adata.obs[[key]][cells],
-        var=adata.var[[]],
-        layers={} if layer is None else {layer: adata.layers[layer][cells]},
-    )
+    layer = kwargs.pop("layer", None)
+    matrix = adata.X if layer is None else adata.layers[layer]
+    plotted = ad.AnnData(X=matrix[cells], obs=adata.obs[[key]][cells], var=adata.var[[]])
+    where = "adata.X" if layer is None else f"adata.layers[{layer!r}]"
+    if detect_input_kind(plotted.X, where) == "counts":
+        plotted.X = plotted.X.astype(np.float32)
+        log_normalize(plotted)
+        kwargs.setdefault("colorbar_title", "Mean log-normalised\nexpression in group")
     plotted.obs[key] = plotted.obs[key].cat.remove_unused_categories()
     plotted.uns[f"{key}_colors"] = [colors[c] for c in plotted.obs[key].cat.categories]
     plotted.uns[markers_key] = adata.uns[markers_key]

@@ -44,10 +44,11 @@ def relationship_graph(
         graph is drawn side by side when ``adata`` holds several datasets' cells (``dataset_key`` runs), and
         the object's own otherwise.
     compare_to
-        Column of ``adata.obs`` with known fine labels. Each discovered subtype is matched to one known label
-        (Hungarian matching on shared cells) and annotated with it; an edge is green when the matched label
-        belongs to that coarse class in the known hierarchy (majority parent of its cells), red when not, and
-        grey for subtypes left unmatched. With several datasets, only the drawn dataset's cells are used.
+        Column of ``adata.obs`` with known fine labels. Each discovered subtype is annotated with the known
+        label that most of its cells have and that label's share of them (:func:`falcon_sc.metrics.dominant_labels`),
+        or "unmatched" when it has no cells. An edge is green when that label belongs to the subtype's coarse
+        class in the known hierarchy (majority parent of the label's cells), red when not, and grey for
+        unmatched subtypes. With several datasets, only the drawn dataset's cells are used.
     coarse_key
         Column of coarse labels used for the known hierarchy (default: the run's ``coarse_key``).
     ax
@@ -128,12 +129,16 @@ def _draw(ax, adata, key, view, cells, colors, compare_to, coarse_col, max_node_
         obs = adata.obs[cells]
         known = obs[compare_to].astype(str)
         known_parent = pd.crosstab(known, obs[coarse_col].astype(str)).idxmax(axis=1)
-        matched = metrics.match_labels(obs[compare_to], obs[key])
+        # What each subtype's cells are, never a one-to-one pairing that may join classes sharing no cell.
+        dominant = metrics.dominant_labels(known, obs[key])
         for f, name in enumerate(fine_names):
-            if name in matched:
-                labels[name] += f" = {matched[name]}"
-                agrees = str(known_parent[matched[name]]) == coarse_names[parents[f]]
-                edge_colors[f] = _AGREE if agrees else _DISAGREE
+            if name not in dominant.index:
+                labels[name] += ": unmatched"
+                continue
+            label, share = dominant.loc[name, ["label", "share"]]
+            labels[name] += f": {label} ({share:.0%})"
+            agrees = str(known_parent[label]) == coarse_names[parents[f]]
+            edge_colors[f] = _AGREE if agrees else _DISAGREE
 
     fontsize = fontsize or float(np.clip(9 - n_fine / 20, 6, 9))
     fine_y = np.linspace(1, 0, n_fine) if n_fine > 1 else np.array([0.5])

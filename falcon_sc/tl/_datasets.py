@@ -68,7 +68,8 @@ def _labels(adata: ad.AnnData, key: str, argument: str) -> pd.Series:
     if missing.any():
         raise ValueError(
             f"{int(missing.sum())} cell(s) have a missing or empty label in adata.obs[{key!r}]. Remove them "
-            f"(e.g. adata = adata[adata.obs[{key!r}].notna()].copy()) or give them a label."
+            f"(e.g. labels = adata.obs[{key!r}].astype('string').str.strip(); "
+            "adata = adata[labels.notna() & (labels != '')].copy()) or give them a label."
         )
     return labels.astype("category").cat.remove_unused_categories()
 

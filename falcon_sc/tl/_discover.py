@@ -17,6 +17,7 @@ from scanpy import logging as logg
 from .. import __version__
 from ..core import FalconConfig, FalconResult, fixed_relationship, get_config, run_falcon
 from ..core.estimate import FineCountEstimate, check_bounds, estimate_n_fine
+from ..core.threads import cpu_threads, resolve_n_jobs
 from ..core.trainer import storage_dtype
 from ..falcon_model import FalconModel
 from ._datasets import COARSE_COLUMN, DATASET_COLUMN, CoarseGroups, coarse_groups, combine, is_collection, named_objects
@@ -39,6 +40,7 @@ def discover_subtypes(
     preset: str | FalconConfig = "default",
     random_state: int = 0,
     device: str = "auto",
+    n_jobs: int | None = None,
     progress: bool = True,
     copy: bool = False,
     return_model: bool = False,
@@ -104,6 +106,12 @@ def discover_subtypes(
         ``"auto"`` (CUDA when available, else CPU), ``"cpu"``, ``"cuda"`` or ``"cuda:N"``. Under ``torchrun``
         with an initialised process group, training is data-parallel over the ranks and ``"auto"`` picks
         ``cuda:LOCAL_RANK``.
+    n_jobs
+        CPU threads for the PCA, the neighbour search and the estimate of ``n_fine="auto"`` (``None``: torch's
+        current setting, one per physical core by default; ``-1``: every core). k-means and the training steps
+        always run on one thread: a small network's steps are as fast on one, and with more they slow down
+        tenfold when other processes (another kernel, a CI job) compete for the cores. The caller's thread
+        settings are restored afterwards.
     progress
         Show a progress bar over epochs.
     copy
@@ -154,6 +162,7 @@ def discover_subtypes(
         preset=preset,
         random_state=random_state,
         device=device,
+        n_jobs=n_jobs,
         progress=progress,
         options=options,
     )
@@ -218,6 +227,7 @@ def _run(
     preset,
     random_state,
     device,
+    n_jobs,
     progress,
     options,
 ) -> Outputs:
@@ -226,6 +236,7 @@ def _run(
     t_start = time.perf_counter()
     config = get_config(preset, **options)
     torch_device = resolve_device(device)
+    threads = resolve_n_jobs(n_jobs)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(f"adata is empty ({adata.n_obs} cells × {adata.n_vars} genes); nothing to discover.")
     groups = coarse_groups(adata, coarse_key, dataset_key)
@@ -275,11 +286,15 @@ def _run(
         random_state=random_state,
         device=torch_device,
         progress=progress,
+        n_jobs=threads,
     )
     estimate = refinement = None
     if auto:
         t0 = time.perf_counter()
-        estimate = estimate_n_fine(data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state)
+        with cpu_threads(threads):
+            estimate = estimate_n_fine(
+                data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state
+            )
         t_estimate = time.perf_counter() - t0
         logg.info(f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
         # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
@@ -309,6 +324,7 @@ def _run(
         "preset": preset if isinstance(preset, str) else "custom",
         "random_state": random_state,
         "device": str(torch_device),
+        "n_jobs": n_jobs,
         "config": config.to_dict(),
         "schedule": dict(
             batch_size=result.schedule.batch_size,
@@ -322,7 +338,8 @@ def _run(
     outputs = _outputs(result, groups, prepared.genes, params, config)
     _report_small_subtypes(outputs, config)
     if estimate is not None:
-        outputs.uns["n_fine_estimate"] = _estimate_summary(estimate, refinement, groups, n_fine_range)
+        kept = result.relationship.sum(0)  # fine classes per (dataset, coarse class) in the kept result
+        outputs.uns["n_fine_estimate"] = _estimate_summary(estimate, refinement, kept, groups, n_fine_range)
     logg.info(
         "    finished",
         time=start,
@@ -497,8 +514,12 @@ def _refine_n_fine(run: Callable[..., FalconResult], n_fine: int, upper: int) ->
     return result, table.astype({"restart_agreement": float})
 
 
-def _estimate_summary(estimate: FineCountEstimate, refinement: pd.DataFrame, groups: CoarseGroups, bounds) -> dict:
-    """The K_F estimate and its evidence, per (dataset, coarse class), as stored in ``uns``."""
+def _estimate_summary(
+    estimate: FineCountEstimate, refinement: pd.DataFrame, kept: np.ndarray, groups: CoarseGroups, bounds
+) -> dict:
+    """The K_F estimate and its evidence, per (dataset, coarse class), as stored in ``uns``: the data's count
+    of subtypes (``data_estimate``) next to the count in the result that was kept (``n_subtypes``), which
+    FALCON's refinement and M-step may have changed."""
     datasets = groups.datasets or [""]
     names = [(d, c) for d, coarse in zip(datasets, groups.coarse_names, strict=True) for c in coarse]
     best = np.where(np.isnan(estimate.excess).all(1), np.nan, np.nanmax(np.nan_to_num(estimate.excess, nan=-1), 1))
@@ -506,7 +527,8 @@ def _estimate_summary(estimate: FineCountEstimate, refinement: pd.DataFrame, gro
         {
             "coarse": [c for _, c in names],
             "n_cells": estimate.n_cells,
-            "n_subtypes": estimate.per_group,
+            "data_estimate": estimate.per_group,
+            "n_subtypes": np.asarray(kept, dtype=np.int64),
             "best_excess_silhouette": best,
         },
         index=[f"{d}: {c}" if d else c for d, c in names],

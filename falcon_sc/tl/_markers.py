@@ -11,9 +11,16 @@ import scanpy as sc
 from scanpy import logging as logg
 
 from ._discover import parent_of_cells
-from ._preprocess import detect_input_kind
+from ._preprocess import TARGET_SUM, detect_input_kind
 
 _FIELDS = ("names", "scores", "logfoldchanges", "pvals", "pvals_adj")
+
+
+def log_normalize(adata: ad.AnnData) -> None:
+    """Counts in ``adata.X`` → ``log1p`` of counts per 10,000 (scanpy's ``normalize_total`` + ``log1p``), in place
+    on an object made for it: markers are tested and shown on this scale, never on raw counts."""
+    sc.pp.normalize_total(adata, target_sum=TARGET_SUM)
+    sc.pp.log1p(adata)
 
 
 def subtype_markers(
@@ -57,7 +64,8 @@ def subtype_markers(
     parents = parent_of_cells(adata, key)
     key_added = key_added or f"{key}_markers"
     matrix = adata.layers[layer] if layer is not None else adata.X
-    counts = detect_input_kind(matrix, "the expression matrix") == "counts"
+    where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
+    counts = detect_input_kind(matrix, where) == "counts"
     n_genes = min(n_genes, adata.n_vars)
 
     tables, columns = [], {}
@@ -71,8 +79,7 @@ def subtype_markers(
         sub = ad.AnnData(X=matrix[cells], var=pd.DataFrame(index=adata.var_names))
         sub.obs[key] = pd.Categorical(adata.obs[key].astype(str).to_numpy()[cells])
         if counts:
-            sc.pp.normalize_total(sub, target_sum=1e4)
-            sc.pp.log1p(sub)
+            log_normalize(sub)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", category=RuntimeWarning)
             sc.tl.rank_genes_groups(sub, key, method=method, n_genes=n_genes, key_added="ranked")

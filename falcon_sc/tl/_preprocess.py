@@ -14,7 +14,7 @@ import torch
 from scanpy import logging as logg
 from scipy import sparse
 
-_TARGET_SUM = 1e4
+TARGET_SUM = 1e4
 # Up to this many genes in the matrix, counts are taken to come from a targeted panel: normalising to a total
 # erases the cell-size information its total counts carry, so log1p(total counts) is kept as one more feature.
 PANEL_MAX_GENES = 500
@@ -164,16 +164,13 @@ def prepare_input(
     :meth:`PreparedInput.to_tensor`. A backed matrix is read in row blocks; only gene selection (when
     ``n_top_genes`` is below the number of genes) needs it in memory, as a sparse matrix.
     """
-    matrix, kind = _matrix_and_kind(adata, layer)
+    check_unique_genes(adata)
+    matrix, kind, totals = _matrix_and_kind(adata, layer)
 
     n_genes = adata.n_vars
     if n_top_genes >= n_genes:
-        if n_top_genes > n_genes:
-            warnings.warn(
-                f"n_top_genes={n_top_genes} exceeds the {n_genes} genes available; using all genes.",
-                UserWarning,
-                stacklevel=4,  # the caller of discover_subtypes
-            )
+        # a default that cannot apply (a small dataset or a panel) is not the user's mistake: info, not a warning
+        logg.info(f"    all {n_genes} genes used (n_top_genes={n_top_genes} ≥ the number of genes)")
         selected = None
     else:
         # A lightweight AnnData that shares the matrix, so HVG selection writes nothing into the user's object.
@@ -194,7 +191,7 @@ def prepare_input(
         selected = np.sort(order[:n_top_genes])
 
     genes = adata.var_names if selected is None else adata.var_names[selected]
-    size_factors = _size_factors(matrix) if kind == "counts" else None
+    size_factors = _size_factors(totals) if kind == "counts" else None
     use_totals = resolve_total_counts_feature(total_counts_feature, kind, n_genes)
     return PreparedInput(
         source=matrix,
@@ -223,7 +220,7 @@ def resolve_total_counts_feature(choice: bool | str, input_kind: str, n_genes: i
 
 def _log_totals(size_factors: np.ndarray) -> np.ndarray:
     """log1p of each cell's total counts, recovered from its size factor (0 for an empty cell)."""
-    totals = np.divide(_TARGET_SUM, size_factors, out=np.zeros_like(size_factors), where=size_factors > 0)
+    totals = np.divide(TARGET_SUM, size_factors, out=np.zeros_like(size_factors), where=size_factors > 0)
     return np.log1p(totals).astype(np.float32)
 
 
@@ -236,15 +233,11 @@ def prepare_genes(
     order of the prepared columns). Library sizes of counts are taken over all of ``adata``'s genes.
     ``total_counts_feature`` appends log1p(total counts) as the last column (counts only).
     """
-    if not adata.var_names.is_unique:
-        raise ValueError(
-            "adata.var_names are not unique, so genes cannot be matched by name; call "
-            "adata.var_names_make_unique() first."
-        )
-    matrix, kind = _matrix_and_kind(adata, layer)
+    check_unique_genes(adata)
+    matrix, kind, totals = _matrix_and_kind(adata, layer)
     index = adata.var_names.get_indexer(genes)
     found = np.flatnonzero(index >= 0)
-    size_factors = _size_factors(matrix) if kind == "counts" else None
+    size_factors = _size_factors(totals) if kind == "counts" else None
     if total_counts_feature and kind != "counts":
         raise ValueError(
             "This model reads each cell's total counts (it was trained on a targeted panel's counts), but "
@@ -255,18 +248,45 @@ def prepare_genes(
     return prepared, found
 
 
+def check_unique_genes(adata: ad.AnnData) -> None:
+    """Refuse duplicated ``var_names``: a model keeps its genes by name, and a duplicated name cannot be matched
+    back to one column (the model could not be applied even to the data it was trained on)."""
+    duplicated = adata.var_names[adata.var_names.duplicated()].unique()
+    if duplicated.size:
+        examples = ", ".join(repr(str(g)) for g in duplicated[:5])
+        raise ValueError(
+            f"adata.var_names holds {duplicated.size} duplicated gene name(s) ({examples}"
+            f"{', …' if duplicated.size > 5 else ''}); genes are matched by name, so each must be unique. Call "
+            "adata.var_names_make_unique() first, and the same on every dataset you later transfer subtypes to, "
+            "so that their names agree."
+        )
+
+
 def _matrix_and_kind(adata: ad.AnnData, layer: str | None):
+    """The matrix FALCON reads, whether it holds counts or log-normalised values, and every cell's total
+    (cells with nothing are reported)."""
     if layer is not None and layer not in adata.layers:
         raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
     matrix = adata.layers[layer] if layer is not None else adata.X
     where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
     kind = detect_input_kind(matrix, where)
     logg.info(f"    input: {where} detected as {kind}")
-    return matrix, kind
+    totals = _row_totals(matrix)
+    n_empty = int((totals == 0).sum())
+    if n_empty:
+        logg.warning(
+            f"{n_empty} cell(s) have only zeros in {where}: they carry no expression, so their subtype is a guess. "
+            "Remove them first, e.g. sc.pp.filter_cells(adata, min_counts=1)."
+        )
+    return matrix, kind, totals
 
 
-def _size_factors(matrix) -> np.ndarray:
-    """``target sum / library size`` of every cell (0 for an empty cell), read in row blocks."""
-    totals = np.concatenate([np.asarray(block.sum(axis=1)).ravel() for _, _, block in row_blocks(matrix)])
-    totals = totals.astype(np.float64)
-    return np.divide(_TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+def _size_factors(totals: np.ndarray) -> np.ndarray:
+    """``target sum / library size`` of every cell (0 for an empty cell)."""
+    return np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+
+
+def _row_totals(matrix) -> np.ndarray:
+    """Every cell's sum of values (float64), read in row blocks."""
+    totals = [np.asarray(block.sum(axis=1), dtype=np.float64).ravel() for _, _, block in row_blocks(matrix)]
+    return np.concatenate(totals)

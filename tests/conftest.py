@@ -1,0 +1,16 @@
+"""Fixtures shared by the test modules."""
+
+import pytest
+import scanpy as sc
+
+
+@pytest.fixture
+def scanpy_log(caplog):
+    """What falcon_sc logs through scanpy's logger (which does not propagate to Python's root logger) during
+    the test, as ``caplog`` records."""
+    logger = sc.settings._root_logger
+    logger.addHandler(caplog.handler)
+    try:
+        yield caplog
+    finally:
+        logger.removeHandler(caplog.handler)
