@@ -144,7 +144,7 @@ def test_divergence_is_detected_and_reported(small):
         ("empty_label", {}, ValueError, "missing or empty label"),
         ("nan_value", {}, ValueError, "non-finite"),
         ("negative", {}, ValueError, "negative values"),
-        ("duplicated_genes", {}, ValueError, r"2 duplicated gene name\(s\) \('gene1', 'gene7'\).*var_names_make_unique"),
+        ("duplicated_genes", {}, ValueError, r"2 duplicated gene name\(s\) \('gene1', 'gene7'\).*make_unique"),
         # every option is checked, with its expected type or values, before any work
         (None, dict(epochs="abc"), ValueError, "Option epochs expects an integer; got 'abc'"),
         (None, dict(prior="relationshp"), ValueError, "choose one of 'uniform', 'relationship'"),

@@ -1,5 +1,6 @@
 """The tutorials execute from top to bottom (nbclient), the COVID one on a stand-in with the real schema."""
 
+import re
 import sys
 from pathlib import Path
 
@@ -34,8 +35,13 @@ def outputs_text(notebook) -> str:
 def test_quickstart_runs_and_its_committed_copy_has_outputs(monkeypatch):
     monkeypatch.delenv("FALCON_SC_PBMC3K", raising=False)
     executed = execute("quickstart.ipynb", {}, monkeypatch)
-    assert "ACC" in outputs_text(executed)
     committed = nbformat.read(TUTORIALS / "quickstart.ipynb", as_version=4)
+    # the committed outputs must be what the code gives now: every score it prints, and nothing unwanted
+    fresh, stored = outputs_text(executed), outputs_text(committed)
+    scores = re.compile(r"(ACC|ARI|GED) ([\d.]+)")
+    assert scores.findall(fresh) and scores.findall(fresh) == scores.findall(stored)
+    for unwanted in ("HiGHS", "Warning", "warn("):
+        assert unwanted not in stored, unwanted
     images = [
         o for c in committed.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})
     ]

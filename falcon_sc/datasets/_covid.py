@@ -3,7 +3,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import anndata as ad
-import pooch
 import scanpy as sc
 
 #: The cellxgene release of the SARS-CoV-2 human challenge PBMC data (Lindeboom et al. 2023), used in the
@@ -37,6 +36,9 @@ def pbmc_covid_challenge(path: str | Path | None = None, *, backed: bool = False
         If the file lacks one of the expected ``obs`` columns.
     """
     if path is None:
+        # imported here: pooch imports tqdm.auto, which warns in a notebook without ipywidgets
+        import pooch
+
         path = pooch.retrieve(
             COVID_CHALLENGE_URL,
             known_hash=None,

@@ -166,6 +166,8 @@ def discover_subtypes(
         progress=progress,
         options=options,
     )
+    get_config(preset, **options)  # every option checked before any work (also before combining objects)
+    resolve_n_jobs(n_jobs)
     if is_collection(adata):
         if dataset_key is not None:
             raise ValueError("dataset_key is for one AnnData holding several datasets; a list names them itself.")

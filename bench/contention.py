@@ -6,7 +6,7 @@ processes started together (each in a fresh interpreter), and prints the wall ti
 the slowdown of the slowest against the single run. Target for two copies on two cores: ≤ 1.5×. Repeated
 ``--repeats`` times.
 
-    python bench/concurrent.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--repeats 2] [--copies 2 3]
+    python bench/contention.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--repeats 2] [--copies 2 3]
         [--n-restarts N] [--n-jobs N]
 """
 
