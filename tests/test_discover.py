@@ -240,8 +240,7 @@ def test_pbmc3k_end_to_end():
     ari = metrics.adjusted_rand_index(fine, adata.obs["falcon"])
     # Coarse labels alone score ACC 65.3 / ARI 50.0, k-means inside each coarse class 92.4 / 81.1; this seed
     # reaches 95.3 / 87.6 on the 2-core CI machine. The floor is the target.
-    assert acc >= 0.90 and ari >= 0.80
-    assert adata.uns["falcon"]["timings"]["total"] < 120
+    assert acc >= 0.90 and ari >= 0.80  # (its time is measured by bench/accuracy.py, not asserted here)
 
 
 @pytest.mark.slow
@@ -250,9 +249,13 @@ def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys):
 
     demo.main(["--out", str(tmp_path)])
     out = capsys.readouterr().out
-    scores = re.search(r"ACC ([\d.]+)\s+ARI ([\d.]+)", out)
-    assert scores and 0 <= float(scores[1]) <= 100 and 0 <= float(scores[2]) <= 100
     written = ad.read_h5ad(tmp_path / "pbmc68k_falcon.h5ad")
+    # the printed scores are those of the labels it wrote, and the baseline those of the coarse labels
+    fine, found, coarse = written.obs["fine"], written.obs["falcon"], written.obs["coarse"]
+    printed = re.search(r"ACC ([\d.]+)\s+ARI ([\d.]+).*coarse labels alone: ACC ([\d.]+), ARI ([\d.]+)", out)
+    expected = [metrics.cluster_accuracy(fine, found), metrics.adjusted_rand_index(fine, found)]
+    expected += [metrics.cluster_accuracy(fine, coarse), metrics.adjusted_rand_index(fine, coarse)]
+    assert list(printed.groups()) == [f"{100 * v:.1f}" for v in expected]
     assert written.obs["falcon"].cat.categories.size == 10
     assert (tmp_path / "relationship.png").stat().st_size > 0
 

@@ -174,10 +174,11 @@ def test_markers_recover_the_simulated_marker_genes(run, tmp_path):
 
 
 def test_plots_need_a_result():
+    autoshow = sc.settings.autoshow
     adata = fs.datasets.simulate_hierarchy(100, 50, 2, 3, random_state=0)
     for plot in (fs.pl.relationship_graph, fs.pl.training_history, fs.pl.subtypes):
         with pytest.raises(KeyError, match="discover_subtypes"):
             plot(adata, show=False)
     with pytest.raises(KeyError, match="discover_subtypes"):
         fs.tl.subtype_markers(adata)
-    sc.settings.autoshow = True  # untouched by the plots
+    assert sc.settings.autoshow == autoshow  # untouched by the plots

@@ -137,7 +137,10 @@ class ImageSet:
 
 def _decode(path: str, size: int) -> np.ndarray:
     """An RGB image resized so its shorter side is ``size``, then centre-cropped to ``size`` × ``size``."""
-    from PIL import Image
+    try:
+        from PIL import Image
+    except ImportError:  # an optional dependency: only image folders need it
+        raise ImportError("Reading image files needs Pillow: pip install 'falcon-sc[image]'.") from None
 
     try:
         image = Image.open(path)
