@@ -34,14 +34,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         # imported here so that --help answers at once
         import scanpy as sc
 
-        # --quiet: errors only (scanpy's logger and Python warnings); otherwise progress, info and warnings
+        # --quiet: errors only (scanpy's logger and Python warnings); otherwise progress, info and warnings.
+        # The caller's verbosity comes back afterwards (main may be called in-process).
+        verbosity = sc.settings.verbosity
         sc.settings.verbosity = 0 if args.quiet else 2
-        with warnings.catch_warnings():
-            if args.quiet:
-                warnings.simplefilter("ignore")
-            else:
-                warnings.showwarning = _show_warning
-            args.command(args)
+        try:
+            with warnings.catch_warnings():
+                if args.quiet:
+                    warnings.simplefilter("ignore")
+                else:
+                    warnings.showwarning = _show_warning
+                args.command(args)
+        finally:
+            sc.settings.verbosity = verbosity
     except KeyboardInterrupt:
         print("falcon-sc: interrupted", file=sys.stderr)
         return EXIT_INTERRUPTED

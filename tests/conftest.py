@@ -8,9 +8,11 @@ import scanpy as sc
 def scanpy_log(caplog):
     """What falcon_sc logs through scanpy's logger (which does not propagate to Python's root logger) during
     the test, as ``caplog`` records."""
-    logger = sc.settings._root_logger
+    logger, verbosity = sc.settings._root_logger, sc.settings.verbosity
     logger.addHandler(caplog.handler)
+    sc.settings.verbosity = max(int(verbosity), 1)  # warnings at least
     try:
         yield caplog
     finally:
         logger.removeHandler(caplog.handler)
+        sc.settings.verbosity = verbosity

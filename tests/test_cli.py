@@ -9,6 +9,7 @@ import sys
 import anndata as ad
 import numpy as np
 import pytest
+import scanpy as sc
 
 import falcon_sc as fs
 
@@ -83,8 +84,10 @@ def test_quiet_discover_prints_nothing(workdir, tmp_path, capfd):
 
     root, _ = workdir
     args = ["discover", str(root / "in.h5ad"), "-o", str(tmp_path / "q.h5ad"), "--coarse-key", "coarse"]
+    verbosity = sc.settings.verbosity
     assert cli.main([*args, "--n-fine", "6", "--quiet", *FAST, "--plot", str(tmp_path / "q.png")]) == 0
     assert capfd.readouterr() == ("", "")
+    assert sc.settings.verbosity == verbosity  # restored for the caller
     assert (tmp_path / "q.h5ad").is_file() and (tmp_path / "q.png").is_file()
 
 
