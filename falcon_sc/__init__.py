@@ -3,6 +3,9 @@
 __version__ = "0.1.0"
 
 from . import core, datasets, metrics, pl, tl
+from ._logging import route_engine_logs
 from .falcon_model import FalconModel, ModelFileError
+
+route_engine_logs()
 
 __all__ = ["FalconModel", "ModelFileError", "__version__", "core", "datasets", "metrics", "pl", "tl"]

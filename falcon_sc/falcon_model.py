@@ -33,7 +33,7 @@ from ._files import plain_permissions
 from .core.classifier import FineClassifier, within_coarse
 from .tl._datasets import _labels
 from .tl._outputs import Outputs, h5ad_safe, relationship_view, resolve_device, write_outputs
-from .tl._preprocess import prepare_genes
+from .tl._preprocess import TARGET_SUM, prepare_genes
 
 FORMAT = "falcon_sc.model"
 #: Version of the on-disk layout; a model saved in a newer format is refused.
@@ -193,7 +193,7 @@ class FalconModel:
         if prepared.input_kind != self.preprocessing["input_kind"]:
             logg.info(
                 f"    the model was trained on {self.preprocessing['input_kind']} input, adata holds "
-                f"{prepared.input_kind}: both end up log1p(normalize_total 1e4)"
+                f"{prepared.input_kind}: both end up log1p(normalize_total {TARGET_SUM:g})"
             )
         torch_device = resolve_device(device)
         x = torch.zeros(adata.n_obs, self.classifier.n_inputs, device=torch_device)

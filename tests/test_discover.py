@@ -294,3 +294,16 @@ def test_dense_counts_are_not_modified(small):
     before = adata.X.copy()
     fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=120, **FAST)
     np.testing.assert_array_equal(adata.X, before)
+
+
+def test_engine_messages_follow_scanpys_verbosity(small, scanpy_log):
+    """The engine logs with Python's logging; its stage details reach scanpy's logger as hints (issue 19)."""
+    import scanpy as sc
+
+    options = dict(coarse_key="coarse", n_fine=5, n_top_genes=100, copy=True, **FAST)
+    sc.settings.verbosity = 2
+    fs.tl.discover_subtypes(small, **options)
+    assert "within-class neighbours" not in scanpy_log.text
+    sc.settings.verbosity = 3
+    fs.tl.discover_subtypes(small, **options)
+    assert "within-class neighbours" in scanpy_log.text and "restart 2: final objective" in scanpy_log.text

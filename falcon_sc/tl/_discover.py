@@ -22,7 +22,7 @@ from ..core.trainer import storage_dtype
 from ..falcon_model import FalconModel
 from ._datasets import COARSE_COLUMN, DATASET_COLUMN, CoarseGroups, coarse_groups, combine, is_collection, named_objects
 from ._outputs import Outputs, h5ad_safe, relationship_view, resolve_device, write_outputs
-from ._preprocess import prepare_input
+from ._preprocess import TARGET_SUM, prepare_input
 
 
 def discover_subtypes(
@@ -479,7 +479,7 @@ def _outputs(result: FalconResult, groups: CoarseGroups, genes, params, config: 
         ],
         preprocessing={
             "input_kind": params["input_kind"],
-            "normalize_total": 1e4 if params["input_kind"] == "counts" else None,
+            "normalize_total": TARGET_SUM if params["input_kind"] == "counts" else None,
             "log1p": params["input_kind"] == "counts",
             "total_counts_feature": params["total_counts_feature"],
             "representation": config.representation,
