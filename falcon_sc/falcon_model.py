@@ -29,6 +29,7 @@ from safetensors.torch import load_file, save_file
 from scanpy import logging as logg
 
 from . import __version__
+from ._docs import doc_copy, doc_gene_overlap, doc_key_added, doc_layer, doc_params, doc_predict, doc_predict_returns
 from ._files import plain_permissions
 from .core.classifier import FineClassifier, within_coarse
 from .tl._datasets import _labels
@@ -124,6 +125,14 @@ class FalconModel:
         )
 
     # ------------------------------------------------------------------------------------------ prediction
+    @doc_params(
+        doc_predict=doc_predict,
+        doc_key_added=doc_key_added,
+        doc_layer=doc_layer,
+        doc_gene_overlap=doc_gene_overlap,
+        doc_copy=doc_copy,
+        doc_predict_returns=doc_predict_returns,
+    )
     def predict(
         self,
         adata: ad.AnnData,
@@ -147,25 +156,15 @@ class FalconModel:
         adata
             Cells × genes, raw counts or log1p-normalised values (``X`` or ``layer``). Never modified except
             for the outputs, written once the prediction succeeded.
-        coarse_key
-            Column of ``adata.obs`` with coarse labels named as in the model. Each cell is then given the most
-            probable fine class among those M places under its coarse class. Without it, the most probable of
-            all fine classes.
-        dataset
-            For a model of several datasets: whose coarse taxonomy ``coarse_key`` follows (default: the first).
-        key_added, layer, copy
-            As in :func:`~falcon_sc.tl.discover_subtypes`.
-        min_gene_overlap
-            Smallest fraction of the model's genes that must be present in ``adata``.
-        device
-            ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+        {doc_predict}
+        {doc_key_added}
+        {doc_layer}
+        {doc_gene_overlap}
+        {doc_copy}
 
         Returns
         -------
-        ``None``, or a copy of ``adata`` when ``copy=True``. Sets ``obs[key_added]`` (categorical, in the model's
-        fine classes), ``obs[f"{key_added}_confidence"]``, ``obsm[f"{key_added}_probs"]`` and ``uns[key_added]``
-        (``params`` with the gene overlap; ``relationship`` and ``fine_per_coarse`` counted on these cells,
-        ``relationship_matrix``, ``fine_names``, ``coarse_names``, ``genes``), like ``discover_subtypes``.
+        {doc_predict_returns}
         """
         if not 0.0 <= min_gene_overlap <= 1.0:
             raise ValueError(f"min_gene_overlap must be a fraction in [0, 1], got {min_gene_overlap}.")

@@ -4,11 +4,13 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 
+from .._docs import doc_adata_result, doc_key, doc_params, doc_show
 from ..tl._markers import log_normalize
 from ..tl._preprocess import detect_input_kind
 from ._utils import subtype_colors
 
 
+@doc_params(doc_adata_result=doc_adata_result, doc_key=doc_key, doc_show=doc_show)
 def subtype_markers(
     adata: ad.AnnData,
     key: str = "falcon",
@@ -24,8 +26,23 @@ def subtype_markers(
     A thin call of :func:`scanpy.pl.rank_genes_groups_dotplot`; ``kwargs`` (e.g. ``layer``, ``standard_scale``)
     go to it. Colours show the mean log-normalised expression: raw counts (in ``X`` or ``layer``) are
     normalised to 10,000 per cell and log1p-transformed first, as :func:`falcon_sc.tl.subtype_markers` tests
-    them (on counts, a few highly expressed housekeeping genes would set the whole colour scale). Returns
-    what scanpy returns (scanpy conventions).
+    them (on counts, a few highly expressed housekeeping genes would set the whole colour scale).
+
+    Parameters
+    ----------
+    {doc_adata_result}
+    {doc_key}
+    n_genes
+        Markers shown per subtype.
+    markers_key
+        Where :func:`falcon_sc.tl.subtype_markers` stored them (default ``f"{key}_markers"``).
+    {doc_show}
+    **kwargs
+        Passed to :func:`scanpy.pl.rank_genes_groups_dotplot`.
+
+    Returns
+    -------
+    What :func:`scanpy.pl.rank_genes_groups_dotplot` returns.
     """
     markers_key = markers_key or f"{key}_markers"
     if markers_key not in adata.uns:

@@ -8,12 +8,14 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import metrics
+from .._docs import doc_adata_result, doc_key, doc_params, doc_show
 from ..tl._discover import stored_result as result
 from ._utils import finish, subtype_colors
 
 _AGREE, _DISAGREE, _NEUTRAL = "#2a9d3f", "#d62728", "#9a9a9a"
 
 
+@doc_params(doc_adata_result=doc_adata_result, doc_key=doc_key, doc_show=doc_show)
 def relationship_graph(
     adata: ad.AnnData,
     key: str = "falcon",
@@ -35,10 +37,8 @@ def relationship_graph(
 
     Parameters
     ----------
-    adata
-        AnnData after :func:`falcon_sc.tl.discover_subtypes`.
-    key
-        ``key_added`` of that run.
+    {doc_adata_result}
+    {doc_key}
     dataset
         For a run on several datasets: the dataset whose relationship to draw. By default every dataset's
         graph is drawn side by side when ``adata`` holds several datasets' cells (``dataset_key`` runs), and
@@ -54,10 +54,7 @@ def relationship_graph(
     ax
         Axes to draw one graph into; a new figure (its height grows with the number of fine classes) when
         ``None``.
-    show
-        Show the figure (default: ``scanpy.settings.autoshow``).
-    return_fig
-        Return the figure instead of the axes.
+    {doc_show}
     max_node_size
         Marker area (points²) of the largest node.
     fontsize

@@ -12,11 +12,13 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import metrics
+from .._docs import doc_adata_result, doc_ax, doc_key, doc_params, doc_show
 from ..tl._discover import parent_of_cells
 from ..tl._discover import stored_result as result
 from ._utils import finish, subtype_colors
 
 
+@doc_params(doc_key=doc_key, doc_show=doc_show)
 def subtypes(
     adata: ad.AnnData,
     key: str = "falcon",
@@ -37,8 +39,7 @@ def subtypes(
     ----------
     adata
         AnnData after :func:`falcon_sc.tl.discover_subtypes`, with ``obsm[f"X_{basis}"]``.
-    key
-        ``key_added`` of that run.
+    {doc_key}
     basis
         Embedding to draw, e.g. ``"umap"`` (``sc.tl.umap``) or ``"pca"``.
     coarse
@@ -47,8 +48,7 @@ def subtypes(
         Panels per row.
     point_size
         Marker size (default: scaled with the number of cells, as in scanpy).
-    show, return_fig
-        scanpy conventions.
+    {doc_show}
 
     Returns
     -------
@@ -100,6 +100,7 @@ def subtypes(
     return finish(fig, axes, show, return_fig)
 
 
+@doc_params(doc_adata_result=doc_adata_result, doc_key=doc_key, doc_show=doc_show)
 def training_history(
     adata: ad.AnnData,
     key: str = "falcon",
@@ -108,6 +109,12 @@ def training_history(
     return_fig: bool | None = None,
 ) -> list[Axes] | Figure | None:
     """Each loss term per epoch (left) and the number of fine classes that changed parent in M (right).
+
+    Parameters
+    ----------
+    {doc_adata_result}
+    {doc_key}
+    {doc_show}
 
     Returns
     -------
@@ -133,6 +140,7 @@ def training_history(
     return finish(fig, [ax_loss, ax_m], show, return_fig)
 
 
+@doc_params(doc_adata_result=doc_adata_result, doc_key=doc_key, doc_ax=doc_ax, doc_show=doc_show)
 def confusion(
     adata: ad.AnnData,
     key: str,
@@ -145,8 +153,18 @@ def confusion(
 ) -> Axes | Figure | None:
     """Known (rows) against discovered (columns) labels, discovered columns ordered by their Hungarian match.
 
-    With ``normalize`` each row shows the fraction of that known class in each discovered subtype. The
-    title gives the accuracy after matching.
+    The title gives the accuracy after matching.
+
+    Parameters
+    ----------
+    {doc_adata_result}
+    {doc_key}
+    true_key
+        Column of ``adata.obs`` with the known labels.
+    normalize
+        Show each row as the fraction of that known class in each discovered subtype, instead of cell counts.
+    {doc_ax}
+    {doc_show}
 
     Returns
     -------

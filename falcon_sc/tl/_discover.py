@@ -15,6 +15,7 @@ import pandas as pd
 from scanpy import logging as logg
 
 from .. import __version__
+from .._docs import doc_key_added, doc_layer, doc_params
 from ..core import FalconConfig, FalconResult, fixed_relationship, get_config, run_falcon
 from ..core.estimate import FineCountEstimate, check_bounds, estimate_n_fine
 from ..core.threads import cpu_threads, resolve_n_jobs
@@ -25,6 +26,7 @@ from ._outputs import Outputs, h5ad_safe, relationship_view, resolve_device, wri
 from ._preprocess import TARGET_SUM, prepare_input
 
 
+@doc_params(doc_key_added=doc_key_added, doc_layer=doc_layer)
 def discover_subtypes(
     adata: ad.AnnData | Sequence[ad.AnnData] | Mapping[str, ad.AnnData],
     coarse_key: str | Sequence[str],
@@ -82,10 +84,8 @@ def discover_subtypes(
         Column of ``adata.obs`` saying which dataset each cell comes from. Coarse labels are then read within
         their dataset (the same label in two datasets is two different classes), neighbours are searched
         within each (dataset, coarse class), and one relationship is learned per dataset.
-    key_added
-        Name under which the results are stored.
-    layer
-        Use ``adata.layers[layer]`` instead of ``adata.X``.
+    {doc_key_added}
+    {doc_layer}
     batch_key
         Column of ``adata.obs`` passed to highly-variable-gene selection (e.g. the patient), as in the paper.
         With several datasets and no ``batch_key``, genes are selected per dataset.

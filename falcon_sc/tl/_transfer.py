@@ -6,9 +6,18 @@ import os
 
 import anndata as ad
 
+from .._docs import doc_copy, doc_gene_overlap, doc_key_added, doc_layer, doc_params, doc_predict, doc_predict_returns
 from ..falcon_model import FalconModel
 
 
+@doc_params(
+    doc_predict=doc_predict,
+    doc_key_added=doc_key_added,
+    doc_layer=doc_layer,
+    doc_gene_overlap=doc_gene_overlap,
+    doc_copy=doc_copy,
+    doc_predict_returns=doc_predict_returns,
+)
 def transfer_subtypes(
     adata: ad.AnnData,
     model: FalconModel | str | os.PathLike,
@@ -23,8 +32,25 @@ def transfer_subtypes(
 ) -> ad.AnnData | None:
     """Transfer the fine classes of a trained FALCON model to the cells of ``adata``.
 
-    The scanpy-style form of :meth:`falcon_sc.FalconModel.predict` (see there for every parameter and the
-    outputs), taking a :class:`~falcon_sc.FalconModel` or the directory it was saved to.
+    The scanpy-style form of :meth:`falcon_sc.FalconModel.predict`. Genes are matched by name (order does not
+    matter); counts are normalised and log-transformed as in training (the input kind is detected again).
+
+    Parameters
+    ----------
+    adata
+        Cells × genes, raw counts or log1p-normalised values (``X`` or ``layer``). Never modified except for
+        the outputs, written once the prediction succeeded.
+    model
+        A :class:`~falcon_sc.FalconModel`, or the directory it was saved to.
+    {doc_predict}
+    {doc_key_added}
+    {doc_layer}
+    {doc_gene_overlap}
+    {doc_copy}
+
+    Returns
+    -------
+    {doc_predict_returns}
 
     Examples
     --------
