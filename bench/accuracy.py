@@ -46,8 +46,8 @@ from sklearn.model_selection import StratifiedKFold, cross_val_predict
 
 import falcon_sc as fs
 from falcon_sc import metrics
+from falcon_sc._adata.preprocess import prepare_input
 from falcon_sc.core import proportional_relationship
-from falcon_sc.tl._preprocess import prepare_input
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)

@@ -64,7 +64,7 @@ def run_one(n_cells: int, device: str, n_restarts: int | None, skip_scanpy: bool
 
     import falcon_sc as fs
     from falcon_sc import metrics
-    from falcon_sc.tl._preprocess import prepare_input
+    from falcon_sc._adata.preprocess import prepare_input
 
     sc.settings.verbosity = 0
     t = time.perf_counter()

@@ -29,12 +29,13 @@ from safetensors.torch import load_file, save_file
 from scanpy import logging as logg
 
 from . import __version__
+from ._adata.device import resolve_device
+from ._adata.labels import checked_labels
+from ._adata.outputs import Outputs, h5ad_safe, relationship_view, write_outputs
+from ._adata.preprocess import TARGET_SUM, prepare_genes
 from ._docs import doc_copy, doc_gene_overlap, doc_key_added, doc_layer, doc_params, doc_predict, doc_predict_returns
 from ._files import plain_permissions
 from .core.classifier import FineClassifier, within_coarse
-from .tl._datasets import _labels
-from .tl._outputs import Outputs, h5ad_safe, relationship_view, resolve_device, write_outputs
-from .tl._preprocess import TARGET_SUM, prepare_genes
 
 FORMAT = "falcon_sc.model"
 #: Version of the on-disk layout; a model saved in a newer format is refused.
@@ -234,7 +235,7 @@ class FalconModel:
         return adata if copy else None
 
     def _coarse_codes(self, adata, coarse_key: str, relation, dataset) -> np.ndarray:
-        labels = _labels(adata, coarse_key, "coarse_key")
+        labels = checked_labels(adata, coarse_key, "coarse_key")
         known = relation["coarse_names"]
         unknown = sorted(set(map(str, labels.cat.categories)) - set(known))
         if unknown:

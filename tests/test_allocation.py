@@ -7,6 +7,7 @@ import torch
 
 import falcon_sc as fs
 from falcon_sc import metrics
+from falcon_sc._adata.preprocess import PANEL_MAX_GENES, prepare_input
 from falcon_sc.core import DEFAULT, PAPER, fixed_relationship, proportional_relationship, run_falcon
 from falcon_sc.core.allocation import (
     _lookahead,
@@ -20,7 +21,6 @@ from falcon_sc.core.model import EMATeacher, make_mlp
 from falcon_sc.core.pca import fit_within_class_pca
 from falcon_sc.core.trainer import _warm_start
 from falcon_sc.core.views import TensorViews
-from falcon_sc.tl._preprocess import PANEL_MAX_GENES, prepare_input
 
 
 def blobs(rng, n, centres, spread=0.3):

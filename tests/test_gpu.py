@@ -11,9 +11,9 @@ from scipy import sparse
 
 import falcon_sc as fs
 from falcon_sc import metrics
+from falcon_sc._adata.preprocess import prepare_input
 from falcon_sc.core import within_group_neighbors
 from falcon_sc.core.pca import fit_pca
-from falcon_sc.tl._preprocess import prepare_input
 
 pytestmark = [pytest.mark.gpu, pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")]
 CUDA = torch.device("cuda")

@@ -13,8 +13,8 @@ import torch
 
 import falcon_sc as fs
 from falcon_sc import metrics
+from falcon_sc._adata.labels import coarse_groups
 from falcon_sc.core import get_config, run_falcon, train_falcon
-from falcon_sc.tl._datasets import coarse_groups
 
 FAST = dict(min_total_steps=200, progress=False, n_top_genes=150)
 # Two datasets' worth of coarse groups need the default step budget (200 steps: ACC 0.52; 1,500: 0.94).

@@ -30,3 +30,43 @@ def test_adata_first_and_options_keyword_only(function):
     assert parameters[0].name == "adata"
     positional = [p.name for p in parameters if p.kind is p.POSITIONAL_OR_KEYWORD]
     assert len(positional) <= 3, positional  # adata and at most the keys it needs; the rest keyword-only
+
+
+# What each part of the package may import from the others: the engine nothing above it, the AnnData adapters
+# only the engine, plots never the tools' private modules, and only the command line itself imports it.
+FORBIDDEN = {
+    "falcon_sc.core": ("falcon_sc._adata", "falcon_sc.tl", "falcon_sc.pl", "falcon_sc.falcon_model", "falcon_sc.cli"),
+    "falcon_sc._adata": ("falcon_sc.tl", "falcon_sc.pl", "falcon_sc.falcon_model", "falcon_sc.cli"),
+    "falcon_sc.falcon_model": ("falcon_sc.tl", "falcon_sc.pl", "falcon_sc.cli"),
+    "falcon_sc.tl": ("falcon_sc.pl", "falcon_sc.cli"),
+    "falcon_sc.pl": ("falcon_sc.tl.", "falcon_sc.cli"),  # tl's public functions are reached as falcon_sc.tl
+    "falcon_sc.image": ("falcon_sc.tl", "falcon_sc.pl", "falcon_sc._adata", "falcon_sc.cli"),
+}
+
+
+def imports_of(path, module: str) -> set[str]:
+    import ast
+
+    package = module if path.name == "__init__.py" else module.rpartition(".")[0]
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            found |= {alias.name for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package if node.level else ""
+            target = ".".join(part for part in (base, node.module) if part)
+            found |= {target} | {f"{target}.{alias.name}" for alias in node.names}
+    return found
+
+
+def test_no_import_runs_back_up_the_layers():
+    from pathlib import Path
+
+    root = Path(fs.__file__).parent
+    broken = []
+    for path in root.rglob("*.py"):
+        module = ".".join(("falcon_sc", *path.relative_to(root).with_suffix("").parts)).removesuffix(".__init__")
+        rules = [bad for part, bad in FORBIDDEN.items() if module == part or module.startswith(part + ".")]
+        for target in imports_of(path, module):
+            broken += [f"{module} imports {target}" for bad in rules for b in bad if (target + ".").startswith(b)]
+    assert not broken, broken

@@ -4,9 +4,8 @@ import anndata as ad
 import numpy as np
 import scanpy as sc
 
+from .._adata.preprocess import detect_input_kind, log_normalize
 from .._docs import doc_adata_result, doc_key, doc_params, doc_show
-from ..tl._markers import log_normalize
-from ..tl._preprocess import detect_input_kind
 from ._utils import subtype_colors
 
 

@@ -8,8 +8,8 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import metrics
+from .._adata.results import stored_result as result
 from .._docs import doc_adata_result, doc_key, doc_params, doc_show
-from ..tl._discover import stored_result as result
 from ._utils import finish, subtype_colors
 
 _AGREE, _DISAGREE, _NEUTRAL = "#2a9d3f", "#d62728", "#9a9a9a"

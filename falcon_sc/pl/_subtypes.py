@@ -12,9 +12,9 @@ from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
 from .. import metrics
+from .._adata.results import parent_of_cells
+from .._adata.results import stored_result as result
 from .._docs import doc_adata_result, doc_ax, doc_key, doc_params, doc_show
-from ..tl._discover import parent_of_cells
-from ..tl._discover import stored_result as result
 from ._utils import finish, subtype_colors
 
 

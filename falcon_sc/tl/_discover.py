@@ -15,15 +15,24 @@ import pandas as pd
 from scanpy import logging as logg
 
 from .. import __version__
+from .._adata.device import resolve_device
+from .._adata.labels import (
+    COARSE_COLUMN,
+    DATASET_COLUMN,
+    CoarseGroups,
+    coarse_groups,
+    combine,
+    is_collection,
+    named_objects,
+)
+from .._adata.outputs import Outputs, h5ad_safe, relationship_view, write_outputs
+from .._adata.preprocess import TARGET_SUM, prepare_input
 from .._docs import doc_key_added, doc_layer, doc_params
 from ..core import FalconConfig, FalconResult, fixed_relationship, get_config, run_falcon
 from ..core.estimate import FineCountEstimate, check_bounds, estimate_n_fine
 from ..core.threads import cpu_threads, resolve_n_jobs
 from ..core.trainer import storage_dtype
 from ..falcon_model import FalconModel
-from ._datasets import COARSE_COLUMN, DATASET_COLUMN, CoarseGroups, coarse_groups, combine, is_collection, named_objects
-from ._outputs import Outputs, h5ad_safe, relationship_view, resolve_device, write_outputs
-from ._preprocess import TARGET_SUM, prepare_input
 
 
 @doc_params(doc_key_added=doc_key_added, doc_layer=doc_layer)
@@ -368,22 +377,6 @@ def _report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
             f"({', '.join(small[:8])}{', …' if len(small) > 8 else ''}): the data gave FALCON no cells for them. "
             "A smaller n_fine, or n_fine='auto', fits these data better."
         )
-
-
-def stored_result(adata: ad.AnnData, key: str) -> dict:
-    """``adata.uns[key]`` of a discover_subtypes run, or a KeyError saying how to get one."""
-    if key not in adata.uns or "relationship" not in adata.uns[key] or key not in adata.obs:
-        raise KeyError(f"adata holds no FALCON result under {key!r}; run falcon_sc.tl.discover_subtypes first.")
-    return adata.uns[key]
-
-
-def parent_of_cells(adata: ad.AnnData, key: str) -> np.ndarray:
-    """Each cell's coarse class as the parent of its subtype in ``uns[key]["relationship"]``.
-
-    For one dataset this is the cell's own coarse label; after a run on several datasets it is the parent in
-    the dataset the top-level relationship describes, so every cell is grouped under one taxonomy."""
-    parent = stored_result(adata, key)["relationship"]["coarse"].astype(str)
-    return parent.reindex(adata.obs[key].astype(str)).to_numpy()
 
 
 def _fine_spec(n_fine, coarse_names: list[list[str]], n_cells: int) -> tuple[np.ndarray | None, int]:

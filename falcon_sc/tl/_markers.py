@@ -10,17 +10,10 @@ import pandas as pd
 import scanpy as sc
 from scanpy import logging as logg
 
-from ._discover import parent_of_cells
-from ._preprocess import TARGET_SUM, detect_input_kind
+from .._adata.preprocess import detect_input_kind, log_normalize
+from .._adata.results import parent_of_cells
 
 _FIELDS = ("names", "scores", "logfoldchanges", "pvals", "pvals_adj")
-
-
-def log_normalize(adata: ad.AnnData) -> None:
-    """Counts in ``adata.X`` → ``log1p`` of counts per 10,000 (scanpy's ``normalize_total`` + ``log1p``), in place
-    on an object made for it: markers are tested and shown on this scale, never on raw counts."""
-    sc.pp.normalize_total(adata, target_sum=TARGET_SUM)
-    sc.pp.log1p(adata)
 
 
 def subtype_markers(

@@ -1,10 +1,9 @@
 """What a FALCON run writes into an AnnData, assembled before anything is written (shared by
-``discover_subtypes`` and model transfer), and the choice of device."""
+``discover_subtypes`` and model transfer)."""
 
 from __future__ import annotations
 
 import copy as copy_module
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -12,7 +11,6 @@ from typing import Any
 import anndata as ad
 import numpy as np
 import pandas as pd
-import torch
 
 
 @dataclass
@@ -69,20 +67,3 @@ def h5ad_safe(value):
     if isinstance(value, tuple | list):
         return [h5ad_safe(v) for v in value]
     return value
-
-
-def resolve_device(device: str) -> torch.device:
-    if device == "auto":
-        if not torch.cuda.is_available():
-            return torch.device("cpu")
-        # Under torchrun each process takes the GPU of its local rank.
-        return torch.device("cuda", int(os.environ.get("LOCAL_RANK", 0)))
-    try:
-        resolved = torch.device(device)
-    except (RuntimeError, TypeError) as err:
-        raise ValueError(f"Unknown device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.") from err
-    if resolved.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device={device!r} was requested but CUDA is not available; use 'cpu' or 'auto'.")
-    if resolved.type not in ("cpu", "cuda"):
-        raise ValueError(f"Unsupported device {device!r}; use 'auto', 'cpu', 'cuda' or 'cuda:N'.")
-    return resolved

@@ -39,13 +39,13 @@ def coarse_groups(adata: ad.AnnData, coarse_key: str, dataset_key: str | None) -
 
     The same coarse label in two datasets gives two groups: labels are only meaningful within their dataset.
     """
-    coarse = _labels(adata, coarse_key, "coarse_key")
+    coarse = checked_labels(adata, coarse_key, "coarse_key")
     if dataset_key is None:
         codes = coarse.cat.codes.to_numpy().astype(np.int64)
         return CoarseGroups(codes, [], [[str(c) for c in coarse.cat.categories]], np.zeros(adata.n_obs, np.int64))
     if dataset_key == coarse_key:
         raise ValueError(f"dataset_key and coarse_key are both {coarse_key!r}; they must be different columns.")
-    dataset = _labels(adata, dataset_key, "dataset_key")
+    dataset = checked_labels(adata, dataset_key, "dataset_key")
     dataset_codes = dataset.cat.codes.to_numpy().astype(np.int64)
     codes = np.empty(adata.n_obs, dtype=np.int64)
     names, offset = [], 0
@@ -58,7 +58,7 @@ def coarse_groups(adata: ad.AnnData, coarse_key: str, dataset_key: str | None) -
     return CoarseGroups(codes, [str(d) for d in dataset.cat.categories], names, dataset_codes)
 
 
-def _labels(adata: ad.AnnData, key: str, argument: str) -> pd.Series:
+def checked_labels(adata: ad.AnnData, key: str, argument: str) -> pd.Series:
     """``adata.obs[key]`` as a categorical without unused categories; refuses missing or empty labels."""
     if key not in adata.obs:
         raise KeyError(f"{argument} {key!r} is not a column of adata.obs; available: {list(adata.obs)}.")
@@ -108,7 +108,7 @@ def combine(
     for name, key in zip(names, coarse_keys, strict=True):
         obj = objects[name]
         try:
-            _labels(obj, key, "coarse_key")
+            checked_labels(obj, key, "coarse_key")
         except (KeyError, ValueError) as err:
             raise type(err)(f"Dataset {name!r}: {err.args[0]}") from None
         if layer is not None and layer not in obj.layers:

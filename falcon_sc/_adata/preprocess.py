@@ -290,3 +290,10 @@ def _row_totals(matrix) -> np.ndarray:
     """Every cell's sum of values (float64), read in row blocks."""
     totals = [np.asarray(block.sum(axis=1), dtype=np.float64).ravel() for _, _, block in row_blocks(matrix)]
     return np.concatenate(totals)
+
+
+def log_normalize(adata: ad.AnnData) -> None:
+    """Counts in ``adata.X`` → ``log1p`` of counts per 10,000 (scanpy's ``normalize_total`` + ``log1p``), in place
+    on an object made for it: markers are tested and shown on this scale, never on raw counts."""
+    sc.pp.normalize_total(adata, target_sum=TARGET_SUM)
+    sc.pp.log1p(adata)
