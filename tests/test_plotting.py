@@ -16,10 +16,9 @@ from falcon_sc import metrics
 
 
 @pytest.fixture(scope="module")
-def run():
-    """900 cells, 3 coarse → 7 fine (true split 4 / 1 / 2), discovered with the default preset."""
-    adata = fs.datasets.simulate_hierarchy(900, 400, 3, 7, fine_separation=2.0, random_state=3)
-    fs.tl.discover_subtypes(adata, "coarse", n_fine=7, n_top_genes=400, progress=False)
+def run(separated_run):
+    """The shared default run (900 cells, 3 coarse → 7 fine), with a 2-D embedding to draw on."""
+    adata = separated_run.copy()
     adata.obsm["X_umap"] = np.asarray(adata.obsm["falcon_probs"][:, :2]) + np.random.default_rng(0).normal(
         size=(adata.n_obs, 2)
     )

@@ -8,7 +8,7 @@ from falcon_sc.core import pipeline
 from falcon_sc.core.threads import cpu_threads, resolve_n_jobs
 
 
-def test_stages_use_their_thread_counts_and_the_callers_setting_is_restored(monkeypatch):
+def test_stages_use_their_thread_counts_and_the_callers_setting_is_restored(small, monkeypatch):
     seen = {}
     train, neighbors = pipeline.train_falcon, pipeline.within_group_neighbors
 
@@ -22,7 +22,7 @@ def test_stages_use_their_thread_counts_and_the_callers_setting_is_restored(monk
 
     monkeypatch.setattr(pipeline, "train_falcon", recording_train)
     monkeypatch.setattr(pipeline, "within_group_neighbors", recording_neighbors)
-    adata = fs.datasets.simulate_hierarchy(300, 120, 3, 5, random_state=0)
+    adata = small
     before = torch.get_num_threads()
     try:
         torch.set_num_threads(2)
