@@ -36,7 +36,8 @@ import torch.nn.functional as F
 from sklearn.cluster import KMeans
 
 from falcon_sc import metrics
-from falcon_sc.core.trainer import TrainingProgress, proportional_relationship
+from falcon_sc.core.initial_relationship import proportional_relationship
+from falcon_sc.core.training_state import TrainingProgress
 from falcon_sc.image import VISION, FineNetwork, build_backbone, get_benchmark, image_falcon, load_fashion_mnist
 from falcon_sc.image.augment import channel_stats
 from falcon_sc.image.benchmarks import VISION_DELAYED_M

@@ -10,7 +10,8 @@ import torch.nn.functional as F
 from falcon_sc.core import DEFAULT, losses
 from falcon_sc.core.model import EMATeacher, make_mlp
 from falcon_sc.core.neighbors import within_group_neighbors
-from falcon_sc.core.trainer import BatchInputs, batch_objective, train_falcon
+from falcon_sc.core.objective import BatchInputs, batch_objective
+from falcon_sc.core.trainer import train_falcon
 from falcon_sc.core.views import TensorViews
 
 
@@ -132,12 +133,12 @@ class _FakeCuda:
 
 @pytest.mark.parametrize("fail_capture", [False, True])
 def test_graphed_step_warms_up_recaptures_on_new_keys_and_falls_back(monkeypatch, fail_capture):
-    from falcon_sc.core.trainer import _GraphedStep
+    from falcon_sc.core.cuda_graph import GraphedStep
 
     fake = _FakeCuda(fail_capture)
     fake.install(monkeypatch)
     calls = []
-    step = _GraphedStep(lambda: calls.append(1))
+    step = GraphedStep(lambda: calls.append(1))
     fake.recorded = step.step_fn
     keys = [0.1] * 6 + [0.01] * 3 + [0.001] * 2
     for key in keys:

@@ -2,7 +2,8 @@
 
 Two allocations of K_F over the coarse classes:
 
-- ``"size"``: in proportion to class sizes (largest remainder, :func:`~.trainer.proportional_relationship`);
+- ``"size"``: in proportion to class sizes (largest remainder,
+  :func:`~.initial_relationship.proportional_relationship`);
 - ``"structure"``: greedily, each further fine class goes to the coarse class whose cells gain most from one
   more k-means cluster, measured as the drop in within-cluster sum of squares in excess of the drop the same
   number of clusters gives on structure-free data of the same spread (Gaussian with the class's variance along
@@ -19,7 +20,7 @@ import torch
 from sklearn.cluster import KMeans
 
 from .config import FalconConfig
-from .trainer import proportional_relationship, usable_base
+from .initial_relationship import proportional_relationship, usable_base
 
 # Per coarse class, the allocation criterion is computed on a random sample of at most this many cells; a
 # class's gains are scaled back to its full size.

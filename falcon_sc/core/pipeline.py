@@ -12,10 +12,11 @@ from sklearn.metrics import adjusted_rand_score
 from .allocation import initial_counts, kmeans_within_classes, reseed_empty
 from .classifier import FineClassifier
 from .config import FalconConfig
+from .initial_relationship import fixed_relationship
 from .neighbors import within_group_neighbors
 from .pca import fit_pca, fit_within_class_pca
 from .threads import cpu_threads, resolve_n_jobs
-from .trainer import FalconResult, fixed_relationship, train_falcon
+from .trainer import FalconResult, train_falcon
 
 logger = logging.getLogger(__name__)
 

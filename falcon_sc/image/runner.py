@@ -25,7 +25,7 @@ import torch
 
 from ..core import distributed
 from ..core.neighbors import NeighborGraph
-from ..core.trainer import TrainingProgress
+from ..core.training_state import TrainingProgress
 from .augment import channel_stats
 from .benchmarks import BENCHMARKS, get_benchmark
 from .train import build_network, evaluate, find_neighbors, image_falcon, make_views

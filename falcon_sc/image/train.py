@@ -22,7 +22,8 @@ from ..core import distributed
 from ..core.classifier import within_coarse
 from ..core.config import FalconConfig
 from ..core.neighbors import NeighborGraph, within_group_neighbors
-from ..core.trainer import FalconResult, TrainingProgress, predict_logits, train_falcon
+from ..core.trainer import FalconResult, predict_logits, train_falcon
+from ..core.training_state import TrainingProgress
 from .augment import Augmentation, AugmentedImages, channel_stats
 from .backbones import CheckpointReport, FineNetwork, build_backbone, load_backbone_weights
 from .datasets import ImageSet
