@@ -55,7 +55,7 @@ def main() -> None:
     args = parser.parse_args()
     if not args.pbmc3k.is_file():
         sys.exit(f"{args.pbmc3k} not found; pass --pbmc3k (see ../shared/data/README.md).")
-    options = {"n_jobs": args.n_jobs} | ({} if args.n_restarts is None else {"n_restarts": args.n_restarts})
+    options = {name: value for name, value in [("n_jobs", args.n_jobs), ("n_restarts", args.n_restarts)] if value}
     print(f"discover_subtypes options: {options}\n")
     print("| repeat | copies | alone (s) | each copy (s) | slowdown (slowest / alone) |")
     print("|---|---|---|---|---|")

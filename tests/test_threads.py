@@ -33,6 +33,8 @@ def test_stages_use_their_thread_counts_and_the_callers_setting_is_restored(smal
         fs.tl.discover_subtypes(adata, "coarse", n_fine=5, **options)
         assert seen == {"training": {1}, "neighbors": 2} and torch.get_num_threads() == 1
         assert adata.uns["falcon"]["params"]["n_jobs"] == 2
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, training_threads=2, **options)
+        assert seen == {"training": {1, 2}, "neighbors": 2} and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
 

@@ -106,11 +106,11 @@ def run_falcon(
     mean adjusted Rand index between the fine labels of every two restarts.
 
     ``n_jobs`` threads (``None``: torch's current setting; ``-1``: every core) compute the PCA and the
-    neighbour search on the CPU; k-means and training run on one thread (see :mod:`.threads`). The caller's
-    thread settings are restored afterwards.
+    neighbour search on the CPU; k-means and training run on ``config.training_threads`` (one by default, see
+    :mod:`.threads`). The caller's thread settings are restored afterwards.
     """
     feature_threads = resolve_n_jobs(n_jobs) or torch.get_num_threads()
-    with cpu_threads(1):
+    with cpu_threads(config.training_threads):
         return _run_falcon(
             data,
             coarse,

@@ -1,10 +1,12 @@
 """How many CPU threads a stage uses.
 
 torch's default (one thread per physical core) suits the large matrix products of PCA and the neighbour
-search. The training steps of a small MLP are as fast on one thread, and with more they collapse when
-other processes compete for the cores: pbmc3k took 6.2 s alone and 56 s beside a second run with two
-threads on two cores, against 6.6 s and 7.0 s with one thread (issue 18). So training runs on one thread,
-and the other stages on the number the caller chooses.
+search. The training steps of FALCON's small network are cheap operations that several threads must
+synchronise on; when other processes compete for the cores, the threads wait for each other and training
+collapses. Measured on a 2-core machine with two runs started together: pbmc3k (one restart) 10.3 s alone and
+114 s each with two threads, 11.7 s and 13.6 s with one; 20k cells (batch 1024) trained in 230 s with two
+threads and 21 s with one (16 s and 25.5 s alone). So k-means and training run on
+``FalconConfig.training_threads`` (default 1), and PCA and neighbours on the number the caller chooses.
 """
 
 from __future__ import annotations

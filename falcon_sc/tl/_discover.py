@@ -118,9 +118,9 @@ def discover_subtypes(
     n_jobs
         CPU threads for the PCA, the neighbour search and the estimate of ``n_fine="auto"`` (``None``: torch's
         current setting, one per physical core by default; ``-1``: every core). k-means and the training steps
-        always run on one thread: a small network's steps are as fast on one, and with more they slow down
-        tenfold when other processes (another kernel, a CI job) compete for the cores. The caller's thread
-        settings are restored afterwards.
+        run on ``training_threads`` (an option, default 1): with more, training is faster alone but slows down
+        more than tenfold when other processes (another kernel, a CI job) compete for the cores. The caller's
+        thread settings are restored afterwards.
     progress
         Show a progress bar over epochs.
     copy
