@@ -1,4 +1,5 @@
-"""The falcon-sc command line, end to end through a subprocess as a user runs it."""
+"""The falcon-sc command line: one discover run through a subprocess, as a user runs it; the other commands and
+the error cases in-process (``cli.main``), which saves an interpreter start-up per case."""
 
 import json
 import os
@@ -23,6 +24,25 @@ def falcon_sc(*args, cwd):
     return subprocess.run(
         [*COMMAND, *map(str, args)], capture_output=True, text=True, cwd=cwd, env=env, timeout=600, umask=0o022
     )
+
+
+@pytest.fixture
+def run_cli(capsys, monkeypatch):
+    """``cli.main`` in-process, from directory ``cwd``: the exit code and what it printed."""
+    from types import SimpleNamespace
+
+    from falcon_sc import cli
+
+    def run(*args, cwd):
+        monkeypatch.chdir(cwd)
+        try:
+            code = cli.main([str(a) for a in args])
+        except SystemExit as exit_:  # argparse: --help, or an argument it refuses
+            code = exit_.code
+        out, err = capsys.readouterr()
+        return SimpleNamespace(returncode=code, stdout=out, stderr=err)
+
+    return run
 
 
 @pytest.fixture(scope="module")
@@ -67,13 +87,13 @@ def test_outputs_are_readable_as_a_plain_write_would_make_them(workdir):
     }  # fmt: skip
 
 
-def test_h5ad_outputs_are_compressed_unless_asked(workdir, tmp_path):
+def test_h5ad_outputs_are_compressed_unless_asked(workdir, tmp_path, run_cli):
     import h5py
 
     root, _ = workdir
     with h5py.File(root / "out.h5ad") as f:
         assert f["obsm/falcon_probs"].compression == "gzip"
-    done = falcon_sc("predict", "model", "in.h5ad", "-o", tmp_path / "plain.h5ad", "--no-compression", cwd=root)
+    done = run_cli("predict", "model", "in.h5ad", "-o", tmp_path / "plain.h5ad", "--no-compression", cwd=root)
     assert done.returncode == 0, done.stderr
     with h5py.File(tmp_path / "plain.h5ad") as f:
         assert f["obsm/falcon_probs"].compression is None
@@ -91,46 +111,46 @@ def test_quiet_discover_prints_nothing(workdir, tmp_path, capfd):
     assert (tmp_path / "q.h5ad").is_file() and (tmp_path / "q.png").is_file()
 
 
-def test_a_warning_is_one_line_without_source(workdir, tmp_path):
+def test_a_warning_is_one_line_without_source(workdir, tmp_path, run_cli):
     root, _ = workdir
     adata = ad.read_h5ad(root / "in.h5ad")
     adata[:, 40:].copy().write_h5ad(tmp_path / "fewer.h5ad")
-    done = falcon_sc("predict", root / "model", "fewer.h5ad", "-o", "p.h5ad", "--coarse-key", "coarse", cwd=tmp_path)
+    done = run_cli("predict", root / "model", "fewer.h5ad", "-o", "p.h5ad", "--coarse-key", "coarse", cwd=tmp_path)
     assert done.returncode == 0, done.stderr
     warning = [line for line in done.stderr.splitlines() if "missing" in line]
     assert len(warning) == 1 and warning[0].startswith("falcon-sc: warning: ") and "genes are missing" in warning[0]
     assert "predict(" not in done.stderr and "UserWarning" not in done.stderr
 
 
-def test_info_offers_no_output_options():
-    done = subprocess.run([*COMMAND, "info", "--help"], capture_output=True, text=True, timeout=120)
+def test_info_offers_no_output_options(run_cli, tmp_path):
+    done = run_cli("info", "--help", cwd=tmp_path)
     assert done.returncode == 0 and "--quiet" in done.stdout
     assert "--force" not in done.stdout and "--no-compression" not in done.stdout
 
 
-def test_predict_and_info(workdir):
+def test_predict_and_info(workdir, run_cli):
     root, _ = workdir
-    done = falcon_sc("predict", "model", "in.h5ad", "-o", "pred.h5ad", "--coarse-key", "coarse", cwd=root)
+    done = run_cli("predict", "model", "in.h5ad", "-o", "pred.h5ad", "--coarse-key", "coarse", cwd=root)
     assert done.returncode == 0, done.stderr
     predicted, out = ad.read_h5ad(root / "pred.h5ad"), ad.read_h5ad(root / "out.h5ad")
     np.testing.assert_array_equal(predicted.obs["falcon"].to_numpy(), out.obs["falcon"].to_numpy())
 
-    info = falcon_sc("info", "model", cwd=root)
+    info = run_cli("info", "model", cwd=root)
     assert info.returncode == 0, info.stderr
     assert info.stdout.startswith("FalconModel(6 fine classes under 3 coarse classes, 200 genes, counts input)")
     assert "coarse_key='coarse', n_fine=6" in info.stdout and "C0/0 → C0" in info.stdout
-    described = json.loads(falcon_sc("info", "model", "--json", cwd=root).stdout)
+    described = json.loads(run_cli("info", "model", "--json", cwd=root).stdout)
     assert described["fine_names"] == list(out.obs["falcon"].cat.categories) and len(described["genes"]) == 200
 
 
-def test_existing_outputs_are_kept_unless_forced(workdir):
+def test_existing_outputs_are_kept_unless_forced(workdir, run_cli):
     root, _ = workdir
     before = (root / "out.h5ad").stat().st_mtime_ns
-    done = falcon_sc("discover", "in.h5ad", "-o", "out.h5ad", "--coarse-key", "coarse", "--n-fine", "6", cwd=root)
+    done = run_cli("discover", "in.h5ad", "-o", "out.h5ad", "--coarse-key", "coarse", "--n-fine", "6", cwd=root)
     assert done.returncode == 3
     assert done.stderr.strip() == "falcon-sc: error: output exists: out.h5ad; pass --force to replace it."
     assert (root / "out.h5ad").stat().st_mtime_ns == before
-    done = falcon_sc("predict", "model", "in.h5ad", "-o", "out.h5ad", "--force", "--quiet", cwd=root)
+    done = run_cli("predict", "model", "in.h5ad", "-o", "out.h5ad", "--force", "--quiet", cwd=root)
     assert done.returncode == 0, done.stderr
     assert (root / "out.h5ad").stat().st_mtime_ns != before
     assert ad.read_h5ad(root / "out.h5ad").uns["falcon"]["params"]["method"] == "transfer"
@@ -157,20 +177,22 @@ def test_existing_outputs_are_kept_unless_forced(workdir):
         (["info"], 2, "required: MODEL_DIR"),
     ],
 )  # fmt: skip
-def test_errors_exit_with_a_code_and_one_line_without_traceback(workdir, args, code, message):
+def test_errors_exit_with_a_code_and_one_line_without_traceback(workdir, args, code, message, run_cli):
     root, _ = workdir
-    done = falcon_sc(*args, cwd=root)
+    done = run_cli(*args, cwd=root)
     assert done.returncode == code
     assert message in done.stderr and "Traceback" not in done.stderr
     assert not (root / "x.h5ad").exists() and leftovers(root) == []
 
 
-def test_a_tampered_model_is_refused_and_debug_shows_the_traceback(workdir, tmp_path):
+def test_a_tampered_model_is_refused_and_debug_shows_the_traceback(workdir, tmp_path, run_cli):
     root, _ = workdir
     shutil.copytree(root / "model", tmp_path / "model")
     weights = tmp_path / "model" / "weights.safetensors"
     weights.write_bytes(weights.read_bytes()[:-8])
-    done = falcon_sc("info", "model", cwd=tmp_path)
+    done = run_cli("info", "model", cwd=tmp_path)
     assert done.returncode == 2 and "do not match their checksum" in done.stderr and "Traceback" not in done.stderr
-    debug = falcon_sc("info", "model", "--debug", cwd=tmp_path)
-    assert debug.returncode == 1 and "Traceback" in debug.stderr and "ModelFileError" in debug.stderr
+    from falcon_sc import ModelFileError
+
+    with pytest.raises(ModelFileError, match="checksum"):  # --debug: the exception itself, traceback and all
+        run_cli("info", "model", "--debug", cwd=tmp_path)
