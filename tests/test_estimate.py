@@ -9,7 +9,7 @@ import pytest
 
 import falcon_sc as fs
 from falcon_sc.core import estimate_n_fine
-from falcon_sc.tl._discover import _refine_n_fine
+from falcon_sc.tl._auto_n_fine import refine_n_fine
 
 FAST = dict(min_total_steps=200, n_restarts=1, progress=False, n_top_genes=200)
 
@@ -148,7 +148,7 @@ class _Run:
 )
 def test_refinement_keeps_a_class_while_restarts_agree_at_least_as_well(agreement, upper, expected, tried):
     run = _Run(agreement)
-    result, table = _refine_n_fine(run, tried[0], upper)
+    result, table = refine_n_fine(run, tried[0], upper)
     assert result.n_fine == expected and run.calls == tried
     assert list(table["n_fine"]) == tried
     assert list(table["kept"]) == [k <= expected for k in tried]

@@ -6,12 +6,11 @@ import functools
 import numbers
 import time
 import warnings
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import anndata as ad
 import numpy as np
-import pandas as pd
 from scanpy import logging as logg
 
 from .. import __version__
@@ -19,20 +18,21 @@ from .._adata.device import resolve_device
 from .._adata.labels import (
     COARSE_COLUMN,
     DATASET_COLUMN,
-    CoarseGroups,
     coarse_groups,
     combine,
     is_collection,
     named_objects,
 )
-from .._adata.outputs import Outputs, h5ad_safe, relationship_view, write_outputs
-from .._adata.preprocess import TARGET_SUM, prepare_input
+from .._adata.outputs import Outputs, write_outputs
+from .._adata.preprocess import prepare_input
 from .._docs import doc_key_added, doc_layer, doc_params
-from ..core import FalconConfig, FalconResult, fixed_relationship, get_config, run_falcon
-from ..core.estimate import FineCountEstimate, check_bounds, estimate_n_fine
+from ..core import FalconConfig, fixed_relationship, get_config, run_falcon
+from ..core.estimate import check_bounds, estimate_n_fine
 from ..core.threads import cpu_threads, resolve_n_jobs
 from ..core.trainer import storage_dtype
 from ..falcon_model import FalconModel
+from ._auto_n_fine import estimate_summary, refine_n_fine
+from ._result import outputs_of, report_small_subtypes
 
 
 @doc_params(doc_key_added=doc_key_added, doc_layer=doc_layer)
@@ -310,7 +310,7 @@ def _run(
         logg.info(f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
         # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
         run = functools.partial(run, initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]])
-        result, refinement = _refine_n_fine(run, estimate.n_fine, upper)
+        result, refinement = refine_n_fine(run, estimate.n_fine, upper)
         n_fine_total = result.relationship.shape[0]
     else:
         result = run(n_fine=n_fine_total)
@@ -346,11 +346,11 @@ def _run(
         ),
         "falcon_sc_version": __version__,
     }
-    outputs = _outputs(result, groups, prepared.genes, params, config)
-    _report_small_subtypes(outputs, config)
+    outputs = outputs_of(result, groups, prepared.genes, params, config)
+    report_small_subtypes(outputs, config)
     if estimate is not None:
         kept = result.relationship.sum(0)  # fine classes per (dataset, coarse class) in the kept result
-        outputs.uns["n_fine_estimate"] = _estimate_summary(estimate, refinement, kept, groups, n_fine_range)
+        outputs.uns["n_fine_estimate"] = estimate_summary(estimate, refinement, kept, groups, n_fine_range)
     logg.info(
         "    finished",
         time=start,
@@ -361,22 +361,6 @@ def _run(
         ),
     )
     return outputs
-
-
-def _report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
-    """Name the subtypes that ended with fewer than ``max(5, min_subtype_share · n)`` cells (stored in
-    ``uns[key]["small_subtypes"]``): FALCON found no cells for them, so n_fine is likely too large there."""
-    n_cells = outputs.labels.size
-    min_cells = max(5, int(np.ceil(config.min_subtype_share * n_cells)))
-    counts = np.bincount(outputs.labels, minlength=len(outputs.fine_names))
-    small = [name for name, count in zip(outputs.fine_names, counts, strict=True) if count < min_cells]
-    outputs.uns["small_subtypes"] = np.asarray(small, dtype=object)
-    if small:
-        logg.warning(
-            f"{len(small)} of {len(outputs.fine_names)} subtypes hold fewer than {min_cells} cells "
-            f"({', '.join(small[:8])}{', …' if len(small) > 8 else ''}): the data gave FALCON no cells for them. "
-            "A smaller n_fine, or n_fine='auto', fits these data better."
-        )
 
 
 def _fine_spec(n_fine, coarse_names: list[list[str]], n_cells: int) -> tuple[np.ndarray | None, int]:
@@ -413,143 +397,3 @@ def _fine_spec(n_fine, coarse_names: list[list[str]], n_cells: int) -> tuple[np.
     if total > n_cells:
         raise ValueError(f"n_fine={total} exceeds the number of cells ({n_cells}); use fewer fine classes.")
     return fixed, total
-
-
-def _fine_order(relationship: np.ndarray, labels: np.ndarray, n_coarse: int) -> tuple[np.ndarray, np.ndarray]:
-    """Order fine classes by parent (in the first dataset), then by size; return the order and each class's
-    rank among its siblings."""
-    parents = relationship.argmax(1)  # each row's first 1: its parent in the first dataset
-    sizes = np.bincount(labels, minlength=parents.size)
-    order = np.lexsort((np.arange(parents.size), -sizes, parents))
-    ranks = np.zeros(parents.size, dtype=int)
-    for c in range(n_coarse):
-        members = order[parents[order] == c]
-        ranks[members] = np.arange(members.size)
-    return order, ranks
-
-
-def _outputs(result: FalconResult, groups: CoarseGroups, genes, params, config: FalconConfig) -> Outputs:
-    first_names = groups.coarse_names[0]
-    order, ranks = _fine_order(result.relationship, result.labels, len(first_names))
-    parents = result.relationship.argmax(1)
-    fine_names = [f"{first_names[parents[f]]}/{ranks[f]}" for f in order]
-    new_index = np.empty(order.size, dtype=np.int64)
-    new_index[order] = np.arange(order.size)
-    labels = new_index[result.labels]
-
-    views = {}
-    for d, (matrix, names) in enumerate(zip(result.relationships(), groups.coarse_names, strict=True)):
-        cells = groups.dataset_of_cell == d
-        name = groups.datasets[d] if groups.datasets else None
-        views[name] = relationship_view(matrix[order], labels[cells], names, fine_names)
-    uns = {
-        "params": h5ad_safe(params),
-        **next(iter(views.values())),
-        "fine_names": np.asarray(fine_names, dtype=object),
-        "history": {k: np.asarray(v, dtype=np.float64) for k, v in result.history.items()},
-        "timings": {k: float(v) for k, v in result.timings.items()},
-        "objective": {k: float(v) for k, v in result.objective.items()},
-        "n_solves": int(result.n_solves),
-        "n_recoveries": int(result.n_recoveries),
-        "restart_objectives": np.asarray(result.restart_objectives, dtype=np.float64),
-        "neighbors": _neighbor_summary(result),
-        "cuda_graph": bool(result.cuda_graph),
-        "genes": np.asarray(genes, dtype=object),
-    }
-    if groups.datasets:
-        uns["relationships"] = views
-    model = FalconModel(
-        result.classifier.reorder_outputs(order),
-        genes=genes,
-        fine_names=fine_names,
-        relationships=[
-            {
-                "dataset": name,
-                "coarse_names": list(view["coarse_names"]),
-                "parents": view["relationship_matrix"].argmax(1),
-            }
-            for name, view in views.items()
-        ],
-        preprocessing={
-            "input_kind": params["input_kind"],
-            "normalize_total": TARGET_SUM if params["input_kind"] == "counts" else None,
-            "log1p": params["input_kind"] == "counts",
-            "total_counts_feature": params["total_counts_feature"],
-            "representation": config.representation,
-            "standardize": config.standardize,
-            "max_value": config.max_value,
-        },
-        training=uns["params"],
-    )
-    return Outputs(labels, fine_names, result.confidence, result.probs[:, order], uns, views, model)
-
-
-def _refine_n_fine(run: Callable[..., FalconResult], n_fine: int, upper: int) -> tuple[FalconResult, pd.DataFrame]:
-    """FALCON's own check of a data estimate of K_F, which misses subtypes that are not separate clusters.
-
-    ``run(n_fine=k)`` trains FALCON with restarts. One more fine class is kept while the restarts agree on the
-    fine labels at least as well as with one class fewer (mean pairwise ARI): a subtype the classifier can
-    learn is found again from every seed, a spurious split lands somewhere else each time. Stops at the first
-    class that is not kept, or at ``upper``.
-    """
-    result = run(n_fine=n_fine)
-    trials = [(n_fine, result.restart_agreement, True)]
-    while result.restart_agreement is not None and n_fine < upper:
-        candidate = run(n_fine=n_fine + 1)
-        kept = candidate.restart_agreement >= result.restart_agreement
-        trials.append((n_fine + 1, candidate.restart_agreement, kept))
-        logg.info(
-            f"    n_fine = {n_fine + 1}: restarts agree {candidate.restart_agreement:.3f} "
-            f"(vs {result.restart_agreement:.3f}) → {'kept' if kept else 'not kept'}"
-        )
-        if not kept:
-            break
-        result, n_fine = candidate, n_fine + 1
-    table = pd.DataFrame(trials, columns=["n_fine", "restart_agreement", "kept"])
-    return result, table.astype({"restart_agreement": float})
-
-
-def _estimate_summary(
-    estimate: FineCountEstimate, refinement: pd.DataFrame, kept: np.ndarray, groups: CoarseGroups, bounds
-) -> dict:
-    """The K_F estimate and its evidence, per (dataset, coarse class), as stored in ``uns``: the data's count
-    of subtypes (``data_estimate``) next to the count in the result that was kept (``n_subtypes``), which
-    FALCON's refinement and M-step may have changed."""
-    datasets = groups.datasets or [""]
-    names = [(d, c) for d, coarse in zip(datasets, groups.coarse_names, strict=True) for c in coarse]
-    best = np.where(np.isnan(estimate.excess).all(1), np.nan, np.nanmax(np.nan_to_num(estimate.excess, nan=-1), 1))
-    table = pd.DataFrame(
-        {
-            "coarse": [c for _, c in names],
-            "n_cells": estimate.n_cells,
-            "data_estimate": estimate.per_group,
-            "n_subtypes": np.asarray(kept, dtype=np.int64),
-            "best_excess_silhouette": best,
-        },
-        index=[f"{d}: {c}" if d else c for d, c in names],
-    )
-    if groups.datasets:
-        table.insert(0, "dataset", [d for d, _ in names])
-    summary = {
-        "n_fine": int(refinement["n_fine"][refinement["kept"]].max()),
-        "data_estimate": int(estimate.n_fine),
-        "unclipped": int(estimate.unclipped),
-        "method": "k-means silhouette in excess of a Gaussian null, per coarse class (falcon_sc.core.estimate)",
-        "per_coarse": table,
-        # rows: groups as in per_coarse; columns: k = 2, 3, …; NaN where k was not tried
-        "excess_silhouette": estimate.excess,
-        "silhouette": estimate.silhouette,
-        # FALCON runs at the data estimate and above: agreement between restarts, and whether K_F was kept
-        "refinement": refinement,
-    }
-    if bounds is not None:
-        summary["bounds"] = np.asarray(bounds, dtype=np.int64)
-    return summary
-
-
-def _neighbor_summary(result: FalconResult) -> dict:
-    graph = result.neighbors
-    summary = {"method": "approximate" if graph.n_approximate_groups else "exact"}
-    if graph.n_approximate_groups:
-        summary.update(n_approximate_groups=int(graph.n_approximate_groups), recall=float(graph.recall))
-    return summary
