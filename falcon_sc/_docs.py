@@ -61,23 +61,37 @@ doc_copy = """\
 copy
     Return a modified copy instead of writing to ``adata``."""
 
-doc_predict = """\
+doc_adata_predict = """\
+adata
+    Cells × genes, raw counts or log1p-normalised values (``X`` or ``layer``). Never modified except for the
+    outputs, written once the prediction succeeded."""
+
+doc_predict_options = f"""\
 coarse_key
     Column of ``adata.obs`` with coarse labels named as in the model. Each cell is then given the most
     probable fine class among those M places under its coarse class. Without it, the most probable of all
     fine classes.
 dataset
-    For a model of several datasets: whose coarse taxonomy ``coarse_key`` follows (default: the first)."""
-
-doc_gene_overlap = """\
+    For a model of several datasets: whose coarse taxonomy ``coarse_key`` follows (default: the first).
+{doc_key_added}
+{doc_layer}
 min_gene_overlap
     Smallest fraction of the model's genes that must be present in ``adata``; genes it lacks are set to 0
     with a warning that gives the overlap.
 device
-    ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``."""
+    ``"cpu"``, ``"cuda"``, ``"cuda:N"`` or ``"auto"``.
+{doc_copy}"""
 
 doc_predict_returns = """\
 ``None``, or a copy of ``adata`` when ``copy=True``. Sets ``obs[key_added]`` (categorical, in the model's fine
 classes), ``obs[f"{key_added}_confidence"]``, ``obsm[f"{key_added}_probs"]`` and ``uns[key_added]``
 (``params`` with the gene overlap; ``relationship`` and ``fine_per_coarse`` counted on these cells,
 ``relationship_matrix``, ``fine_names``, ``coarse_names``, ``genes``), like ``discover_subtypes``."""
+
+#: The entries of model prediction, shared by :meth:`falcon_sc.FalconModel.predict` and
+#: :func:`falcon_sc.tl.transfer_subtypes`.
+PREDICT_DOCS = {
+    "doc_adata_predict": doc_adata_predict,
+    "doc_predict_options": doc_predict_options,
+    "doc_predict_returns": doc_predict_returns,
+}

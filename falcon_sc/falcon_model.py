@@ -33,7 +33,7 @@ from ._adata.device import resolve_device
 from ._adata.labels import checked_labels
 from ._adata.outputs import Outputs, h5ad_safe, relationship_view, write_outputs
 from ._adata.preprocess import TARGET_SUM, prepare_genes
-from ._docs import doc_copy, doc_gene_overlap, doc_key_added, doc_layer, doc_params, doc_predict, doc_predict_returns
+from ._docs import PREDICT_DOCS, doc_params
 from ._files import plain_permissions
 from .core.classifier import FineClassifier, within_coarse
 
@@ -126,14 +126,7 @@ class FalconModel:
         )
 
     # ------------------------------------------------------------------------------------------ prediction
-    @doc_params(
-        doc_predict=doc_predict,
-        doc_key_added=doc_key_added,
-        doc_layer=doc_layer,
-        doc_gene_overlap=doc_gene_overlap,
-        doc_copy=doc_copy,
-        doc_predict_returns=doc_predict_returns,
-    )
+    @doc_params(**PREDICT_DOCS)
     def predict(
         self,
         adata: ad.AnnData,
@@ -154,14 +147,8 @@ class FalconModel:
 
         Parameters
         ----------
-        adata
-            Cells × genes, raw counts or log1p-normalised values (``X`` or ``layer``). Never modified except
-            for the outputs, written once the prediction succeeded.
-        {doc_predict}
-        {doc_key_added}
-        {doc_layer}
-        {doc_gene_overlap}
-        {doc_copy}
+        {doc_adata_predict}
+        {doc_predict_options}
 
         Returns
         -------

@@ -6,18 +6,11 @@ import os
 
 import anndata as ad
 
-from .._docs import doc_copy, doc_gene_overlap, doc_key_added, doc_layer, doc_params, doc_predict, doc_predict_returns
+from .._docs import PREDICT_DOCS, doc_params
 from ..falcon_model import FalconModel
 
 
-@doc_params(
-    doc_predict=doc_predict,
-    doc_key_added=doc_key_added,
-    doc_layer=doc_layer,
-    doc_gene_overlap=doc_gene_overlap,
-    doc_copy=doc_copy,
-    doc_predict_returns=doc_predict_returns,
-)
+@doc_params(**PREDICT_DOCS)
 def transfer_subtypes(
     adata: ad.AnnData,
     model: FalconModel | str | os.PathLike,
@@ -37,16 +30,10 @@ def transfer_subtypes(
 
     Parameters
     ----------
-    adata
-        Cells × genes, raw counts or log1p-normalised values (``X`` or ``layer``). Never modified except for
-        the outputs, written once the prediction succeeded.
+    {doc_adata_predict}
     model
         A :class:`~falcon_sc.FalconModel`, or the directory it was saved to.
-    {doc_predict}
-    {doc_key_added}
-    {doc_layer}
-    {doc_gene_overlap}
-    {doc_copy}
+    {doc_predict_options}
 
     Returns
     -------
