@@ -93,6 +93,12 @@ class FalconModel:
             )
 
     @property
+    def target_sum(self) -> float:
+        """The per-cell total that counts are normalised to, as in training (for a model trained on
+        log-normalised input, the conventional 10,000 its input is assumed to have)."""
+        return float(self.preprocessing.get("normalize_total") or TARGET_SUM)
+
+    @property
     def reads_total_counts(self) -> bool:
         """Whether each cell's log1p(total counts) is an input after the genes (targeted panels)."""
         return bool(self.preprocessing.get("total_counts_feature", False))
@@ -162,7 +168,9 @@ class FalconModel:
         parents = np.asarray(relation["parents"], dtype=np.int64)
         coarse_codes = None if coarse_key is None else self._coarse_codes(adata, coarse_key, relation, dataset)
 
-        prepared, found = prepare_genes(adata, self.genes, layer=layer, total_counts_feature=self.reads_total_counts)
+        prepared, found = prepare_genes(
+            adata, self.genes, layer=layer, target_sum=self.target_sum, total_counts_feature=self.reads_total_counts
+        )
         overlap = found.size / len(self.genes)
         if overlap < min_gene_overlap:
             raise ValueError(
@@ -180,7 +188,7 @@ class FalconModel:
         if prepared.input_kind != self.preprocessing["input_kind"]:
             logg.info(
                 f"    the model was trained on {self.preprocessing['input_kind']} input, adata holds "
-                f"{prepared.input_kind}: both end up log1p(normalize_total {TARGET_SUM:g})"
+                f"{prepared.input_kind}: both end up log1p(normalize_total {self.target_sum:g})"
             )
         torch_device = resolve_device(device)
         x = torch.zeros(adata.n_obs, self.classifier.n_inputs, device=torch_device)

@@ -1,5 +1,6 @@
 """FalconModel: the trained classifier saved, loaded and applied to new cells."""
 
+import copy
 import json
 import pickle
 from pathlib import Path
@@ -12,6 +13,7 @@ import torch
 
 import falcon_sc as fs
 from falcon_sc import FalconModel, ModelFileError
+from falcon_sc.core.classifier import FineClassifier
 from falcon_sc.falcon_model import METADATA_FILE, WEIGHTS_FILE, _canonical, _digest
 
 FAST = dict(min_total_steps=300, n_restarts=1, progress=False, n_top_genes=200)
@@ -75,6 +77,28 @@ def test_save_load_predict_is_exact(reference, saved):
     # the outputs are written to .h5ad like discover_subtypes' own
     b.write_h5ad(saved.parent / "query.h5ad")
     assert ad.read_h5ad(saved.parent / "query.h5ad").uns["falcon"]["params"]["method"] == "transfer"
+
+
+def test_predict_applies_the_preprocessing_the_model_describes(reference, monkeypatch):
+    """The model's stored preprocessing is read back, not assumed: a model described with another target sum
+    normalises new counts to that sum (issue 19)."""
+    model = copy.deepcopy(reference[1])
+    assert model.preprocessing["normalize_total"] == 1e4 and model.preprocessing["log1p"]
+    model.preprocessing["normalize_total"] = 5e3
+    seen = {}
+    probs = FineClassifier.probs
+
+    def recording(classifier, x):
+        seen["x"] = x.clone()
+        return probs(classifier, x)
+
+    monkeypatch.setattr(FineClassifier, "probs", recording)
+    adata = cells(reference)
+    model.predict(adata, copy=True)
+    counts = adata.X.toarray()
+    genes = adata.var_names.get_indexer(model.genes)
+    expected = np.log1p(counts[:, genes] / counts.sum(1, keepdims=True) * 5e3)
+    np.testing.assert_allclose(seen["x"].numpy(), expected, rtol=1e-5, atol=1e-6)
 
 
 def test_coarse_labels_restrict_predictions_to_their_subtypes(reference):

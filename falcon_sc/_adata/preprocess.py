@@ -64,10 +64,20 @@ class PreparedInput:
     input_kind: str  # "counts" or "log-normalized"
     # (n,) log1p of every cell's total counts, appended as the last feature (targeted panels); None: not used
     log_totals: np.ndarray | None = None
+    target_sum: float | None = None  # normalize_total's target for counts; None for log-normalised input
 
     @property
     def shape(self) -> tuple[int, int]:
         return self.source.shape[0], len(self.genes) + (self.log_totals is not None)
+
+    def description(self) -> dict[str, Any]:
+        """How the values were made, as a saved model stores it and :func:`prepare_genes` applies it again."""
+        return {
+            "input_kind": self.input_kind,
+            "normalize_total": self.target_sum,
+            "log1p": self.input_kind == "counts",
+            "total_counts_feature": self.log_totals is not None,
+        }
 
     def to_tensor(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The dense log-normalised matrix on ``device``, densified one block of rows at a time.
@@ -153,6 +163,7 @@ def prepare_input(
     n_top_genes: int,
     batch_key: str | None,
     total_counts_feature: bool | str = False,
+    target_sum: float = TARGET_SUM,
 ) -> PreparedInput:
     """Select highly variable genes and describe their log-normalised values.
 
@@ -191,7 +202,7 @@ def prepare_input(
         selected = np.sort(order[:n_top_genes])
 
     genes = adata.var_names if selected is None else adata.var_names[selected]
-    size_factors = _size_factors(totals) if kind == "counts" else None
+    size_factors = _size_factors(totals, target_sum) if kind == "counts" else None
     use_totals = resolve_total_counts_feature(total_counts_feature, kind, n_genes)
     return PreparedInput(
         source=matrix,
@@ -199,7 +210,8 @@ def prepare_input(
         size_factors=size_factors,
         genes=genes,
         input_kind=kind,
-        log_totals=_log_totals(size_factors) if use_totals else None,
+        log_totals=_log_totals(size_factors, target_sum) if use_totals else None,
+        target_sum=target_sum if kind == "counts" else None,
     )
 
 
@@ -218,16 +230,17 @@ def resolve_total_counts_feature(choice: bool | str, input_kind: str, n_genes: i
     return bool(choice)
 
 
-def _log_totals(size_factors: np.ndarray) -> np.ndarray:
+def _log_totals(size_factors: np.ndarray, target_sum: float) -> np.ndarray:
     """log1p of each cell's total counts, recovered from its size factor (0 for an empty cell)."""
-    totals = np.divide(TARGET_SUM, size_factors, out=np.zeros_like(size_factors), where=size_factors > 0)
+    totals = np.divide(target_sum, size_factors, out=np.zeros_like(size_factors), where=size_factors > 0)
     return np.log1p(totals).astype(np.float32)
 
 
 def prepare_genes(
-    adata: ad.AnnData, genes: pd.Index, *, layer: str | None, total_counts_feature: bool = False
+    adata: ad.AnnData, genes: pd.Index, *, layer: str | None, target_sum: float, total_counts_feature: bool = False
 ) -> tuple[PreparedInput, np.ndarray]:
-    """The given genes of ``adata``, matched by name and log-normalised as :func:`prepare_input` does.
+    """The given genes of ``adata``, matched by name and log-normalised as :func:`prepare_input` did for a
+    model (``target_sum`` and ``total_counts_feature`` read back from its description).
 
     Genes ``adata`` lacks are left out; also returns the positions in ``genes`` of those it has (in the
     order of the prepared columns). Library sizes of counts are taken over all of ``adata``'s genes.
@@ -237,14 +250,15 @@ def prepare_genes(
     matrix, kind, totals = _matrix_and_kind(adata, layer)
     index = adata.var_names.get_indexer(genes)
     found = np.flatnonzero(index >= 0)
-    size_factors = _size_factors(totals) if kind == "counts" else None
+    size_factors = _size_factors(totals, target_sum) if kind == "counts" else None
     if total_counts_feature and kind != "counts":
         raise ValueError(
             "This model reads each cell's total counts (it was trained on a targeted panel's counts), but "
             f"adata holds {kind} values. Pass the raw counts, e.g. layer='counts'."
         )
-    log_totals = _log_totals(size_factors) if total_counts_feature else None
-    prepared = PreparedInput(matrix, index[found], size_factors, pd.Index(genes)[found], kind, log_totals)
+    log_totals = _log_totals(size_factors, target_sum) if total_counts_feature else None
+    kept_sum = target_sum if kind == "counts" else None
+    prepared = PreparedInput(matrix, index[found], size_factors, pd.Index(genes)[found], kind, log_totals, kept_sum)
     return prepared, found
 
 
@@ -281,9 +295,9 @@ def _matrix_and_kind(adata: ad.AnnData, layer: str | None):
     return matrix, kind, totals
 
 
-def _size_factors(totals: np.ndarray) -> np.ndarray:
+def _size_factors(totals: np.ndarray, target_sum: float) -> np.ndarray:
     """``target sum / library size`` of every cell (0 for an empty cell)."""
-    return np.divide(TARGET_SUM, totals, out=np.zeros_like(totals), where=totals > 0)
+    return np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
 
 
 def _row_totals(matrix) -> np.ndarray:

@@ -346,7 +346,7 @@ def _run(
         ),
         "falcon_sc_version": __version__,
     }
-    outputs = outputs_of(result, groups, prepared.genes, params, config)
+    outputs = outputs_of(result, groups, prepared.genes, params, config, prepared.description())
     report_small_subtypes(outputs, config)
     if estimate is not None:
         kept = result.relationship.sum(0)  # fine classes per (dataset, coarse class) in the kept result

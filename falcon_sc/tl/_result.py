@@ -8,7 +8,6 @@ from scanpy import logging as logg
 
 from .._adata.labels import CoarseGroups
 from .._adata.outputs import Outputs, h5ad_safe, relationship_view
-from .._adata.preprocess import TARGET_SUM
 from ..core import FalconConfig, FalconResult
 from ..falcon_model import FalconModel
 
@@ -26,7 +25,9 @@ def fine_order(relationship: np.ndarray, labels: np.ndarray, n_coarse: int) -> t
     return order, ranks
 
 
-def outputs_of(result: FalconResult, groups: CoarseGroups, genes, params, config: FalconConfig) -> Outputs:
+def outputs_of(
+    result: FalconResult, groups: CoarseGroups, genes, params, config: FalconConfig, preprocessing: dict
+) -> Outputs:
     first_names = groups.coarse_names[0]
     order, ranks = fine_order(result.relationship, result.labels, len(first_names))
     parents = result.relationship.argmax(1)
@@ -69,10 +70,7 @@ def outputs_of(result: FalconResult, groups: CoarseGroups, genes, params, config
             for name, view in views.items()
         ],
         preprocessing={
-            "input_kind": params["input_kind"],
-            "normalize_total": TARGET_SUM if params["input_kind"] == "counts" else None,
-            "log1p": params["input_kind"] == "counts",
-            "total_counts_feature": params["total_counts_feature"],
+            **preprocessing,
             "representation": config.representation,
             "standardize": config.standardize,
             "max_value": config.max_value,
