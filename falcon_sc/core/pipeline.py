@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 
@@ -222,10 +223,11 @@ def _run_falcon(
             best = result
     if config.reseed_rounds > 0 and single and fixed is None:
         best = _reseeded(best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, progress)
-    best.classifier = FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None)
-    best.restart_objectives = objectives
     pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
-    best.restart_agreement = float(np.mean(pairs)) if pairs else None
-    best.timings = {"neighbors": t_knn, **timings}
-    best.neighbors = graph
-    return best
+    return dataclasses.replace(
+        best,
+        classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),
+        restart_objectives=objectives,
+        restart_agreement=float(np.mean(pairs)) if pairs else None,
+        timings={"neighbors": t_knn, **timings},
+    )

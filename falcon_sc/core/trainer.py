@@ -36,9 +36,10 @@ from .training_state import DivergenceGuard, TrainingProgress, restore, snapshot
 from .views import InputViews, TensorViews
 
 
-@dataclass
+@dataclass(frozen=True)
 class FalconResult:
-    """What a FALCON run produced (fine classes in the engine's internal order)."""
+    """What a FALCON run produced (fine classes in the engine's internal order). Frozen: a layer that adds to a
+    result (restarts, timings) returns a new one with :func:`dataclasses.replace`."""
 
     probs: np.ndarray  # (n, K_F) float32: teacher softmax over all fine classes
     labels: np.ndarray  # (n,) int64: most probable fine class among those M gives the cell's coarse class
@@ -56,7 +57,7 @@ class FalconResult:
     # the teacher network on the CPU (run_falcon adds the input projection it was trained on)
     classifier: FineClassifier | None = None
     cuda_graph: bool = False  # whether training steps were replayed as a CUDA graph
-    neighbors: NeighborGraph | None = None  # the graph used (set by :func:`~.pipeline.run_falcon`)
+    neighbors: NeighborGraph | None = None  # the graph the neighbour terms used
     coarse_blocks: tuple[int, ...] = ()  # coarse classes per dataset (columns of ``relationship``)
 
     def relationships(self) -> list[np.ndarray]:
@@ -359,5 +360,6 @@ def train_falcon(
         timings=timings,
         cuda_graph=run_step is not None and not run_step.failed,
         coarse_blocks=coarse_blocks,
+        neighbors=neighbors,
         classifier=FineClassifier(copy.deepcopy(teacher.module).cpu().eval()),
     )

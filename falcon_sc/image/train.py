@@ -187,7 +187,6 @@ def image_falcon(
         on_epoch_end=on_epoch_end,
         resume=resume,
     )
-    result.neighbors = neighbors
     timings.update(result.timings)
     teacher = result.classifier.network.to(device)
     scores = {}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import numbers
 import time
@@ -315,9 +316,10 @@ def _run(
     else:
         result = run(n_fine=n_fine_total)
     del data
-    result.timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
+    timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
     if auto:
-        result.timings["n_fine_estimate"] = t_estimate
+        timings["n_fine_estimate"] = t_estimate
+    result = dataclasses.replace(result, timings=timings)
 
     params = {
         "coarse_key": coarse_key,
