@@ -101,7 +101,7 @@ def discover_subtypes(
         With several datasets and no ``batch_key``, genes are selected per dataset.
     n_top_genes
         Number of highly variable genes the classifier sees (seurat_v3 on counts). If larger than the number
-        of genes, all genes are used with a warning.
+        of genes, all genes are used (logged at info level).
     total_counts_feature
         Keep each cell's ``log1p(total counts)`` as one more feature. ``"auto"`` does so for counts with at most
         500 genes (a targeted panel: with a few dozen genes, total counts reflect cell size, which
