@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import os
-import stat
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,12 +20,8 @@ def plain_permissions(path: Path) -> None:
     have given under the current umask. Temporary files and directories are created private (0600 / 0700),
     so an output renamed from one would otherwise be unreadable by the lab that shares it."""
     umask = _umask()
-    if path.is_dir():
-        path.chmod(0o777 & ~umask)
-        for child in path.iterdir():
-            plain_permissions(child)
-    else:
-        path.chmod(0o666 & ~umask & ~(stat.S_IXUSR | stat.S_IXGRP | stat.S_IXOTH))
+    for item in [path, *path.rglob("*")] if path.is_dir() else [path]:
+        item.chmod((0o777 if item.is_dir() else 0o666) & ~umask)
 
 
 @contextlib.contextmanager

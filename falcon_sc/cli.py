@@ -115,7 +115,7 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--random-state", type=int, default=0)
     discover.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
     discover.add_argument(
-        "--n-jobs", type=int, default=None, help="CPU threads for PCA and neighbours (-1: all; training uses one)"
+        "--n-jobs", type=int, default=None, help="CPU threads for PCA and neighbours (-1: all; see training_threads)"
     )
     discover.add_argument("--key-added", default="falcon")
     discover.add_argument(
@@ -173,9 +173,12 @@ def _option(text: str) -> tuple[str, object]:
 
 def _discover(args: argparse.Namespace) -> None:
     import falcon_sc as fs
+    from falcon_sc.core.threads import resolve_n_jobs
 
     _refuse_existing([args.output, args.save_model, args.plot], args.force)
-    fs.core.get_config(args.preset, **dict(args.option))  # every option checked before the file is read
+    # every option checked before the file is read
+    fs.core.get_config(args.preset, **dict(args.option))
+    resolve_n_jobs(args.n_jobs)
     adata = _read(args.input)
     result = fs.tl.discover_subtypes(
         adata,

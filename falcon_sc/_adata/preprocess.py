@@ -125,9 +125,16 @@ def detect_input_kind(matrix, where: str) -> str:
     Reads the matrix in row blocks (so a backed matrix is never loaded whole). Raises a ValueError for
     non-finite or negative values, which neither kind allows.
     """
+    return _kind_and_totals(matrix, where)[0]
+
+
+def _kind_and_totals(matrix, where: str) -> tuple[str, np.ndarray]:
+    """:func:`detect_input_kind` and every cell's sum of values (float64), in one pass over the row blocks."""
     integral = True
     n_sampled = 0
-    for _, _, block in row_blocks(matrix):
+    totals = np.empty(matrix.shape[0], dtype=np.float64)
+    for start, stop, block in row_blocks(matrix):
+        totals[start:stop] = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
         values = _stored_values(block)
         if not values.size:
             continue
@@ -145,7 +152,7 @@ def detect_input_kind(matrix, where: str) -> str:
             sample = values[:: max(1, values.size // _SAMPLE_VALUES)]
             integral = bool(np.all(sample == np.round(sample)))
             n_sampled += sample.size
-    return "counts" if integral else "log-normalized"
+    return ("counts" if integral else "log-normalized"), totals
 
 
 def _in_memory(matrix):
@@ -283,9 +290,8 @@ def _matrix_and_kind(adata: ad.AnnData, layer: str | None):
         raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
     matrix = adata.layers[layer] if layer is not None else adata.X
     where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
-    kind = detect_input_kind(matrix, where)
+    kind, totals = _kind_and_totals(matrix, where)
     logg.info(f"    input: {where} detected as {kind}")
-    totals = _row_totals(matrix)
     n_empty = int((totals == 0).sum())
     if n_empty:
         logg.warning(
@@ -298,12 +304,6 @@ def _matrix_and_kind(adata: ad.AnnData, layer: str | None):
 def _size_factors(totals: np.ndarray, target_sum: float) -> np.ndarray:
     """``target sum / library size`` of every cell (0 for an empty cell)."""
     return np.divide(target_sum, totals, out=np.zeros_like(totals), where=totals > 0)
-
-
-def _row_totals(matrix) -> np.ndarray:
-    """Every cell's sum of values (float64), read in row blocks."""
-    totals = [np.asarray(block.sum(axis=1), dtype=np.float64).ravel() for _, _, block in row_blocks(matrix)]
-    return np.concatenate(totals)
 
 
 def log_normalize(adata: ad.AnnData) -> None:

@@ -112,122 +112,105 @@ def run_falcon(
     """
     feature_threads = resolve_n_jobs(n_jobs) or torch.get_num_threads()
     with cpu_threads(config.training_threads):
-        return _run_falcon(
-            data,
-            coarse,
-            n_coarse=n_coarse,
-            n_fine=n_fine,
-            fixed=fixed,
-            coarse_blocks=coarse_blocks,
-            initial_fine_per_coarse=initial_fine_per_coarse,
-            config=config,
-            random_state=random_state,
-            device=device,
-            progress=progress,
-            feature_threads=feature_threads,
-        )
-
-
-def _run_falcon(
-    data, coarse, *, n_coarse, n_fine, fixed, coarse_blocks, initial_fine_per_coarse, config, random_state, device,
-    progress, feature_threads: int,
-) -> FalconResult:  # fmt: skip
-    """:func:`run_falcon`'s work, with ``feature_threads`` threads for the PCA and the neighbour search."""
-    device = torch.device(device)
-    t0 = time.perf_counter()
-    # PCA and the neighbour search: large matrix products, which gain from the threads the caller allows
-    with cpu_threads(feature_threads):
-        x = torch.as_tensor(data).to(device)
-        if not x.is_floating_point():
-            x = x.float()
-        # CUDA searches every class exactly; on the CPU very large classes are searched approximately.
-        exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
-        knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
-        pca = None
-        if config.representation == "pca":
-            pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
-            scores = pca.transform(x)
-            del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
-            graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
-            # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
-            # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
-            # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
-            x = pca.whiten(scores)
-        elif config.representation == "within":
-            fit = fit_within_class_pca(
-                x,
-                torch.as_tensor(coarse),
-                n_components(config, n_fine),
-                standardize=config.standardize,
-                max_value=config.max_value,
+        device = torch.device(device)
+        t0 = time.perf_counter()
+        # PCA and the neighbour search: large matrix products, which gain from the threads the caller allows
+        with cpu_threads(feature_threads):
+            x = torch.as_tensor(data).to(device)
+            if not x.is_floating_point():
+                x = x.float()
+            # CUDA searches every class exactly; on the CPU very large classes are searched approximately.
+            exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
+            knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
+            pca = None
+            if config.representation == "pca":
+                pca = fit_pca(
+                    x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value
+                )
+                scores = pca.transform(x)
+                del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
+                graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
+                # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
+                # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
+                # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
+                x = pca.whiten(scores)
+            elif config.representation == "within":
+                fit = fit_within_class_pca(
+                    x,
+                    torch.as_tensor(coarse),
+                    n_components(config, n_fine),
+                    standardize=config.standardize,
+                    max_value=config.max_value,
+                )
+                pca, scores = fit.projection, fit.within_scores
+                x = pca.whiten(pca.transform(x))  # drops the gene matrix (unless the caller holds it)
+                del data
+                graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
+            else:  # "genes"
+                scores = x
+                graph = within_group_neighbors(x, coarse, config.n_neighbors, **knn)
+        t_knn = time.perf_counter() - t0
+        logger.info("within-class neighbours: %.2f s", t_knn)
+        single = coarse_blocks is None or len(coarse_blocks) == 1
+        warm = config.warm_start != "none" and single
+        if warm and fixed is None and config.relationship_init != "proportional":
+            raise ValueError("warm_start needs relationship_init='proportional' (the M it starts from).")
+        warm_counts = initial_fine_per_coarse
+        if fixed is None and single and (warm or config.allocation != "size"):
+            warm_counts = initial_counts(
+                scores, coarse, n_coarse, n_fine, config, initial_fine_per_coarse, random_state
             )
-            pca, scores = fit.projection, fit.within_scores
-            x = pca.whiten(pca.transform(x))  # drops the gene matrix (unless the caller holds it)
-            del data
-            graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
-        else:  # "genes"
-            scores = x
-            graph = within_group_neighbors(x, coarse, config.n_neighbors, **knn)
-    t_knn = time.perf_counter() - t0
-    logger.info("within-class neighbours: %.2f s", t_knn)
-    single = coarse_blocks is None or len(coarse_blocks) == 1
-    warm = config.warm_start != "none" and single
-    if warm and fixed is None and config.relationship_init != "proportional":
-        raise ValueError("warm_start needs relationship_init='proportional' (the M it starts from).")
-    warm_counts = initial_fine_per_coarse
-    if fixed is None and single and (warm or config.allocation != "size"):
-        warm_counts = initial_counts(scores, coarse, n_coarse, n_fine, config, initial_fine_per_coarse, random_state)
-        logger.info("initial fine classes per coarse class (%s): %s", config.allocation, warm_counts.tolist())
-    start_relationship = fixed if fixed is not None else (fixed_relationship(warm_counts) if warm else None)
+            logger.info("initial fine classes per coarse class (%s): %s", config.allocation, warm_counts.tolist())
+        start_relationship = fixed if fixed is not None else (fixed_relationship(warm_counts) if warm else None)
 
-    def start(restart: int, seed: int) -> dict:
-        """How a restart starts: warm (k-means under the allocated M) or cold (random classifier, M from
-        class sizes); "alternate" makes every second restart cold and lets the objective choose."""
-        if not warm or (config.warm_start == "alternate" and restart % 2 == 1):
-            counts = warm_counts if config.warm_start == "none" else initial_fine_per_coarse
-            return {"initial_fine_per_coarse": counts, "initial_labels": None}
-        labels = kmeans_within_classes(scores, coarse, start_relationship, seed)
-        return {"initial_fine_per_coarse": warm_counts, "initial_labels": labels}
+        def start(restart: int, seed: int) -> dict:
+            """How a restart starts: warm (k-means under the allocated M) or cold (random classifier, M from
+            class sizes); "alternate" makes every second restart cold and lets the objective choose."""
+            if not warm or (config.warm_start == "alternate" and restart % 2 == 1):
+                counts = warm_counts if config.warm_start == "none" else initial_fine_per_coarse
+                return {"initial_fine_per_coarse": counts, "initial_labels": None}
+            labels = kmeans_within_classes(scores, coarse, start_relationship, seed)
+            return {"initial_fine_per_coarse": warm_counts, "initial_labels": labels}
 
-    n_restarts = config.n_restarts
-    if config.restart_max_cells is not None and len(coarse) > config.restart_max_cells and n_restarts > 1:
-        logger.info("%d cells > restart_max_cells=%d: one run, no restarts", len(coarse), config.restart_max_cells)
-        n_restarts = 1
-    seeds = [random_state] + [
-        int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(n_restarts - 1)
-    ]
-    best = None
-    objectives, labels = [], []
-    timings: dict[str, float] = {}
-    for restart, seed in enumerate(seeds):
-        result = train_falcon(
-            x,
-            coarse,
-            graph,
-            n_fine=n_fine,
-            n_coarse=n_coarse,
-            fixed=fixed,
-            coarse_blocks=coarse_blocks,
-            **start(restart, seed),
-            config=config,
-            random_state=seed,
-            device=device,
-            progress=progress,
+        n_restarts = config.n_restarts
+        if config.restart_max_cells is not None and len(coarse) > config.restart_max_cells and n_restarts > 1:
+            logger.info("%d cells > restart_max_cells=%d: one run, no restarts", len(coarse), config.restart_max_cells)
+            n_restarts = 1
+        seeds = [random_state] + [
+            int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(n_restarts - 1)
+        ]
+        best = None
+        objectives, labels = [], []
+        timings: dict[str, float] = {}
+        for restart, seed in enumerate(seeds):
+            result = train_falcon(
+                x,
+                coarse,
+                graph,
+                n_fine=n_fine,
+                n_coarse=n_coarse,
+                fixed=fixed,
+                coarse_blocks=coarse_blocks,
+                **start(restart, seed),
+                config=config,
+                random_state=seed,
+                device=device,
+                progress=progress,
+            )
+            objectives.append(result.objective["total"])
+            labels.append(result.labels)
+            logger.info("restart %d: final objective %.4f", restart, objectives[-1])
+            for stage, seconds in result.timings.items():  # stage times summed over all restarts
+                timings[stage] = timings.get(stage, 0.0) + seconds
+            if best is None or objectives[-1] < best.objective["total"]:
+                best = result
+        if config.reseed_rounds > 0 and single and fixed is None:
+            best = _reseeded(best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, progress)
+        pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
+        return dataclasses.replace(
+            best,
+            classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),
+            restart_objectives=objectives,
+            restart_agreement=float(np.mean(pairs)) if pairs else None,
+            timings={"neighbors": t_knn, **timings},
         )
-        objectives.append(result.objective["total"])
-        labels.append(result.labels)
-        logger.info("restart %d: final objective %.4f", restart, objectives[-1])
-        for stage, seconds in result.timings.items():  # stage times summed over all restarts
-            timings[stage] = timings.get(stage, 0.0) + seconds
-        if best is None or objectives[-1] < best.objective["total"]:
-            best = result
-    if config.reseed_rounds > 0 and single and fixed is None:
-        best = _reseeded(best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, progress)
-    pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
-    return dataclasses.replace(
-        best,
-        classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),
-        restart_objectives=objectives,
-        restart_agreement=float(np.mean(pairs)) if pairs else None,
-        timings={"neighbors": t_knn, **timings},
-    )

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import ctypes
+import functools
 import os
 import sys
 import threading
@@ -105,6 +106,12 @@ def _build_lp(cost: np.ndarray, balance_weight: float) -> highspy.HighsLp:
     return lp
 
 
+@functools.cache
+def _c_library() -> ctypes.CDLL:
+    """The process's C library, loaded once (a solve runs the silencing below every time)."""
+    return ctypes.CDLL(None)
+
+
 @contextlib.contextmanager
 def _c_stdout_silenced() -> Iterator[None]:
     """Send what C code writes to standard output (file descriptor 1) to the null device for the block.
@@ -119,7 +126,7 @@ def _c_stdout_silenced() -> Iterator[None]:
         yield
     finally:
         with contextlib.suppress(OSError, AttributeError):  # no C library to flush (e.g. Windows): nothing buffered
-            ctypes.CDLL(None).fflush(None)  # C stdio buffers the banner when stdout is a pipe
+            _c_library().fflush(None)  # C stdio buffers the banner when stdout is a pipe
         os.dup2(saved, 1)
         os.close(saved)
         os.close(null)

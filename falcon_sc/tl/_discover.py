@@ -161,6 +161,8 @@ def discover_subtypes(
     >>> fs.tl.discover_subtypes(adata, "coarse", n_fine=10)
     >>> adata.obs["falcon"].value_counts()
     """
+    # every option checked before any work (also before combining several objects)
+    config = get_config(preset, **options)
     settings = dict(
         n_fine=n_fine,
         n_fine_range=n_fine_range,
@@ -170,14 +172,12 @@ def discover_subtypes(
         n_top_genes=n_top_genes,
         total_counts_feature=total_counts_feature,
         preset=preset,
+        config=config,
         random_state=random_state,
         device=device,
-        n_jobs=n_jobs,
+        n_jobs=resolve_n_jobs(n_jobs),
         progress=progress,
-        options=options,
     )
-    get_config(preset, **options)  # every option checked before any work (also before combining objects)
-    resolve_n_jobs(n_jobs)
     if is_collection(adata):
         if dataset_key is not None:
             raise ValueError("dataset_key is for one AnnData holding several datasets; a list names them itself.")
@@ -237,18 +237,16 @@ def _run(
     n_top_genes,
     total_counts_feature,
     preset,
+    config,
     random_state,
     device,
     n_jobs,
     progress,
-    options,
 ) -> Outputs:
     """The whole computation, writing nothing: validated inputs → preprocessing → FALCON → outputs."""
     start = logg.info(f"discovering subtypes of {coarse_key!r} with FALCON")
     t_start = time.perf_counter()
-    config = get_config(preset, **options)
     torch_device = resolve_device(device)
-    threads = resolve_n_jobs(n_jobs)
     if adata.n_obs == 0 or adata.n_vars == 0:
         raise ValueError(f"adata is empty ({adata.n_obs} cells × {adata.n_vars} genes); nothing to discover.")
     groups = coarse_groups(adata, coarse_key, dataset_key)
@@ -298,12 +296,12 @@ def _run(
         random_state=random_state,
         device=torch_device,
         progress=progress,
-        n_jobs=threads,
+        n_jobs=n_jobs,
     )
     estimate = refinement = None
     if auto:
         t0 = time.perf_counter()
-        with cpu_threads(threads):
+        with cpu_threads(n_jobs):
             estimate = estimate_n_fine(
                 data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state
             )
