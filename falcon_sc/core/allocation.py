@@ -65,7 +65,7 @@ def structure_gains(
 
     Entry ``j`` of class ``c``'s array is the gain of going from ``j + 1`` to ``j + 2`` clusters, in units of
     squared distance summed over the class's cells. Classes too small to split get an empty array. With
-    ``foreign``, cells nearer another class's centroid are left out (:func:`_own_like`).
+    ``foreign``, cells nearer another class's centroid are left out (``_own_like``).
     """
     rng = np.random.default_rng(random_state)
     own = _own_like(scores, coarse, n_coarse) if foreign else np.ones(coarse.size, dtype=bool)
@@ -117,7 +117,7 @@ def structure_allocation(
     random_state: int = 0,
 ) -> np.ndarray:
     """Fine classes per coarse class: each beyond ``base`` (default one each) goes, one at a time, to the
-    class whose next clusters have the largest mean :func:`structure_gains` (:func:`_lookahead`); a class gets
+    class whose next clusters have the largest mean ``structure_gains`` (``_lookahead``); a class gets
     at most half as many classes as it has cells."""
     counts = usable_base(base, n_coarse, n_fine)
     extra = n_fine - counts.sum()
@@ -145,7 +145,7 @@ def reseed_empty(
 
     A fine class with fewer than ``min_cells`` cells is redundant where it is. Each such class takes the
     smaller half of a 2-means split of the living subtype whose split gains most over the structure-free null
-    (:func:`structure_gains` with the subtypes as groups), under that subtype's coarse class; a subtype is split
+    (``structure_gains`` with the subtypes as groups), under that subtype's coarse class; a subtype is split
     at most once, only with at least ``2 · min_cells`` cells and a gain of at least 5 % of its own sum of
     squares (a unimodal subtype gains only noise). Returns the new labels and
     parents (fine → coarse index), or None when no empty class could be re-seeded.

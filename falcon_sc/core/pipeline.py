@@ -23,8 +23,8 @@ logger = logging.getLogger(__name__)
 
 
 def n_components(config: FalconConfig, n_fine: int) -> int:
-    """PCs used with ``representation="pca"``: ``config.n_pcs``, or ``min(50, max(10, K_F + 1))`` if unset."""
-    return config.n_pcs if config.n_pcs is not None else min(50, max(10, n_fine + 1))
+    """PCs used with ``representation="pca"``: ``config.n_pcs``, or ``max(10, K_F + 1)`` if unset."""
+    return config.n_pcs if config.n_pcs is not None else max(10, n_fine + 1)
 
 
 def _reseeded(best, x, coarse, graph, scores, timings, config: FalconConfig, n_coarse, random_state, device, progress):
@@ -93,12 +93,12 @@ def run_falcon(
     ``representation="pca"`` only its principal-component scores are kept once they are computed.
 
     With ``config.representation == "pca"`` the matrix is first projected on its top principal components
-    (:func:`n_components`; of z-scored features when ``config.standardize``), which the classifier then sees
+    (``n_components``; of z-scored features when ``config.standardize``), which the classifier then sees
     and in which neighbours are searched (by cosine similarity, within each coarse class). ``fixed`` (a
     ``(K_F, K_C)`` relationship) keeps M constant; otherwise M is learned. ``coarse_blocks`` splits the coarse
-    labels into datasets with their own taxonomies (see :func:`~.trainer.train_falcon`); neighbours are then
+    labels into datasets with their own taxonomies (see :func:`~falcon_sc.core.train_falcon`); neighbours are then
     searched within each (dataset, coarse class), since every such pair has its own label.
-    ``initial_fine_per_coarse`` seeds the initial M (see :func:`~.trainer.train_falcon`).
+    ``initial_fine_per_coarse`` seeds the initial M (see :func:`~falcon_sc.core.train_falcon`).
 
     With ``config.n_restarts > 1`` the alternating optimisation runs that many times from different seeds
     (the first is ``random_state``) and the run with the lowest final objective (λ3 =
@@ -108,7 +108,7 @@ def run_falcon(
 
     ``n_jobs`` threads (``None``: torch's current setting; ``-1``: every core) compute the PCA and the
     neighbour search on the CPU; k-means and training run on ``config.training_threads`` (one by default, see
-    :mod:`.threads`). The caller's thread settings are restored afterwards.
+    ``core.threads``). The caller's thread settings are restored afterwards.
     """
     feature_threads = resolve_n_jobs(n_jobs) or torch.get_num_threads()
     with cpu_threads(config.training_threads):

@@ -186,7 +186,7 @@ def solve_relationship(cost: np.ndarray, balance_weight: float = 0.0, *, time_li
 
 
 def relationship_objective(cost: np.ndarray, relationship: np.ndarray, balance_weight: float = 0.0) -> float:
-    """Value of the objective :func:`solve_relationship` minimises, for a given ``relationship``."""
+    """Value of the objective :func:`~falcon_sc.core.solve_relationship` minimises, for a given ``relationship``."""
     cost = np.asarray(cost, dtype=np.float64)
     relationship = np.asarray(relationship)
     n_fine, n_coarse = cost.shape
@@ -198,7 +198,7 @@ def relationship_objective(cost: np.ndarray, relationship: np.ndarray, balance_w
 def solve_relationships(
     costs: Sequence[np.ndarray], balance_weight: float = 0.0, *, time_limit: float = 60.0
 ) -> list[np.ndarray]:
-    """Solve one independent relationship per dataset, concurrently (see :func:`solve_relationship`)."""
+    """Solve one independent relationship per dataset, concurrently (see :func:`~falcon_sc.core.solve_relationship`)."""
     if len(costs) <= 1:
         return [solve_relationship(c, balance_weight, time_limit=time_limit) for c in costs]
     with ThreadPoolExecutor(max_workers=min(len(costs), 8)) as pool:

@@ -139,7 +139,8 @@ def train_falcon(
     (dataset, coarse class), and the M-step solves each M_l independently.
 
     ``initial_fine_per_coarse`` (first dataset's coarse classes) is where the proportional initial M starts
-    before sharing out the remaining fine classes, e.g. the per-class counts of :func:`~.estimate.estimate_n_fine`.
+    before sharing out the remaining fine classes, e.g. the per-class counts of
+    :func:`~falcon_sc.core.estimate_n_fine`.
 
     ``initial_labels`` (one fine class per example, consistent with the initial M, e.g. per-class k-means)
     warm-starts the classifier: before FALCON's own steps it is fitted to them for ``config.warm_start_steps``
@@ -147,8 +148,9 @@ def train_falcon(
 
     ``data`` may instead be an :class:`~.views.InputViews` (e.g. augmented images) with a ``network`` on
     ``device`` that maps its views to ``n_fine`` logits; without ``network`` the classifier is the config's
-    MLP. ``on_epoch_end`` is called after every epoch with a :class:`TrainingProgress`; a ``resume`` state
-    (from :meth:`TrainingProgress.state_dict`) continues that run and reproduces its remaining epochs.
+    MLP. ``on_epoch_end`` is called after every epoch with a
+    :class:`~falcon_sc.core.training_state.TrainingProgress`; a ``resume`` state (from its ``state_dict()``)
+    continues that run and reproduces its remaining epochs.
     """
     timings: dict[str, float] = {}
     t0 = time.perf_counter()

@@ -29,7 +29,7 @@ def pbmc68k_hierarchy() -> ad.AnnData:
     Counts are recovered as ``round(expm1(raw.X) * n_counts / 1e4)`` with ``obs["n_counts"]`` the cell's
     total, and stored as CSR float32 in ``X`` and ``layers["counts"]``. ``obs["fine"]`` is ``bulk_labels``
     (10 types); ``obs["coarse"]`` maps the five CD4/CD8 T subsets to ``"T"`` and keeps the other five types
-    as their own class (:data:`PBMC68K_COARSE`), giving 6 coarse and 10 fine classes. The ``umap``/``pca``
+    as their own class (``PBMC68K_COARSE``), giving 6 coarse and 10 fine classes. The ``umap``/``pca``
     embeddings and ``bulk_labels`` colours of the original object are kept.
     """
     reduced = sc.datasets.pbmc68k_reduced()

@@ -168,7 +168,7 @@ def load_backbone_weights(
     The file is a state dict or a dict holding one under ``"state_dict"`` or ``"model"`` (solo-learn and
     Lightning checkpoints use ``"state_dict"`` with ``backbone.`` keys). ``prefix_map`` renames keys
     (``{"backbone.": ""}`` strips solo-learn's prefix); keys under no mapped prefix are ignored. Without it,
-    the first of :data:`DEFAULT_PREFIXES` matching any key is used. Shape mismatches raise a ValueError
+    the first of ``DEFAULT_PREFIXES`` matching any key is used. Shape mismatches raise a ValueError
     naming the keys. Files are read with ``weights_only=True``: no code in them runs.
     """
     checkpoint = torch.load(path, map_location="cpu", weights_only=True)

@@ -262,9 +262,9 @@ def load_cifar100(
 ) -> ImageSplits:
     """CIFAR-100 from its python pickle files, coarse = the 20 superclasses.
 
-    ``variant``: ``"cifar100"`` (100 fine classes), ``"cifar68"`` (without :data:`CIFAR68_DROPPED`), or
+    ``variant``: ``"cifar100"`` (100 fine classes), ``"cifar68"`` (without ``CIFAR68_DROPPED``), or
     ``"cifar_si"`` (each fine class keeps a fraction of its training images drawn once, with ``seed``,
-    uniformly from :data:`CIFAR_SI_FRACTIONS`; the test split stays complete). ``val_fraction`` of every fine
+    uniformly from ``CIFAR_SI_FRACTIONS``; the test split stays complete). ``val_fraction`` of every fine
     class's training images form the validation split.
     """
     directory = _cifar_dir(root)
@@ -297,10 +297,10 @@ def _read_idx(path: Path) -> np.ndarray:
 def load_fashion_mnist(
     root: str | Path = FASHION_MNIST_DIR, *, val_fraction: float = 0.1, seed: int = 0
 ) -> ImageSplits:
-    """Fashion-MNIST (28 × 28 grey images) with the 5 coarse classes of :data:`FASHION_MNIST_COARSE`.
+    """Fashion-MNIST (28 × 28 grey images) with the 5 coarse classes of ``FASHION_MNIST_COARSE``.
 
     ``root`` holds the four IDX files (``train-images-idx3-ubyte[.gz]`` …); the Debian package
-    ``dataset-fashion-mnist`` installs them in :data:`FASHION_MNIST_DIR`.
+    ``dataset-fashion-mnist`` installs them in ``FASHION_MNIST_DIR``.
     """
     root = Path(root)
 

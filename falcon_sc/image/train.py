@@ -9,7 +9,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,9 +37,9 @@ class ImageFalconResult:
 
     result: FalconResult
     network: torch.nn.Module
-    metrics: dict[str, dict[str, float]] = field(default_factory=dict)
-    checkpoint: CheckpointReport | None = None
-    timings: dict[str, float] = field(default_factory=dict)
+    metrics: dict[str, dict[str, float]]  # per evaluated set (e.g. "val", "test"): ACC, ARI, GED, ...
+    checkpoint: CheckpointReport | None
+    timings: dict[str, float]
 
 
 def make_views(
@@ -141,9 +141,9 @@ def image_falcon(
 ) -> ImageFalconResult:
     """Discover ``n_fine`` fine classes in ``train`` (coarse labels only) with FALCON on a ResNet.
 
-    The network is ``backbone`` (see :func:`~.backbones.build_backbone`) with a linear head to ``n_fine``,
-    initialised from ``weights`` if given (:func:`~.backbones.load_backbone_weights`), or the given
-    ``network``. ``views`` are ``train``'s views if the caller already built them (:func:`make_views` with
+    The network is ``backbone`` (see :func:`~falcon_sc.image.build_backbone`) with a linear head to ``n_fine``,
+    initialised from ``weights`` if given (:func:`~falcon_sc.image.load_backbone_weights`), or the given
+    ``network``. ``views`` are ``train``'s views if the caller already built them (``make_views`` with
     the same size, augmentation, statistics and device), so its pixels are not copied to the device twice.
     Neighbours (``config.n_neighbors`` within each coarse class, cosine) come from the network's features
     before training unless ``neighbors`` is given. The whole network is then fine-tuned by the engine, with
