@@ -7,7 +7,7 @@ import scanpy as sc
 import falcon_sc as fs
 
 
-def write_covid_standin(path, n_cells: int = 1500, random_state: int = 0) -> None:
+def write_covid_standin(path, n_cells: int = 800, random_state: int = 0) -> None:
     """Simulated counts (6 coarse → 14 fine) under the real file's obs names; normalised X, counts in raw."""
     adata = fs.datasets.simulate_hierarchy(n_cells, 600, 6, 14, fine_separation=1.5, random_state=random_state)
     rng = np.random.default_rng(random_state)

@@ -50,7 +50,7 @@ def test_downloads_with_pooch_into_scanpys_dataset_dir(standin, tmp_path, monkey
         server.shutdown()
         sc.settings.datasetdir = datasetdir
     assert (tmp_path / "data" / standin.name).exists()
-    assert adata.n_obs == again.n_obs == 1500
+    assert adata.n_obs == again.n_obs == 800
 
 
 def test_refuses_files_of_another_schema(tmp_path):

@@ -29,12 +29,11 @@ from falcon_sc.image import (
     load_fashion_mnist,
     load_imagenet_hierarchy,
 )
-from falcon_sc.image.augment import AugmentedImages, random_resized_crop
+from falcon_sc.image.augment import AugmentedImages, channel_stats, random_resized_crop
+from falcon_sc.image.benchmarks import get_benchmark
 from falcon_sc.image.datasets import CIFAR68_DROPPED, FASHION_MNIST_CLASSES
 from falcon_sc.image.imagenet import BREEDS, breeds_classes, hierarchy_files, tiered_classes
 from falcon_sc.image.runner import main as runner_main
-from falcon_sc.image.augment import channel_stats
-from falcon_sc.image.benchmarks import get_benchmark
 from falcon_sc.image.train import build_network, evaluate, make_views
 
 # ----------------------------------------------------------------------------------------------- fixtures

@@ -49,6 +49,7 @@ def test_rejects_non_positive_k():
         within_group_neighbors(np.ones((3, 2)), np.zeros(3), 0)
 
 
+@pytest.mark.xdist_group("nn_descent")  # one worker pays the ~25 s NN-descent compilation
 def test_large_groups_use_approximate_search_with_measured_recall():
     rng = np.random.default_rng(2)
     centres = rng.standard_normal((6, 10)) * 3

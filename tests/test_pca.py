@@ -41,5 +41,5 @@ def test_scores_match_svd_up_to_sign(data, standardize):
 
 
 def test_number_of_components_follows_fine_classes():
-    assert [n_components(FalconConfig(), k) for k in (3, 9, 20, 83)] == [10, 10, 21, 50]
+    assert [n_components(FalconConfig(), k) for k in (3, 9, 20, 83, 200)] == [10, 10, 21, 84, 201]
     assert n_components(FalconConfig(n_pcs=7), 83) == 7

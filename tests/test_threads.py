@@ -24,16 +24,17 @@ def test_stages_use_their_thread_counts_and_the_callers_setting_is_restored(smal
     monkeypatch.setattr(pipeline, "within_group_neighbors", recording_neighbors)
     adata = small
     before = torch.get_num_threads()
+    # a short single run: the thread counts are the point, not the result
+    options = dict(n_top_genes=100, min_total_steps=20, n_restarts=1, progress=False)
     try:
         torch.set_num_threads(2)
-        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, min_total_steps=100, progress=False)
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, **options)
         assert seen == {"training": {1}, "neighbors": 2} and torch.get_num_threads() == 2
         torch.set_num_threads(1)
-        options = dict(n_top_genes=100, min_total_steps=100, progress=False, n_jobs=2)
-        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, **options)
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_jobs=2, **options)
         assert seen == {"training": {1}, "neighbors": 2} and torch.get_num_threads() == 1
         assert adata.uns["falcon"]["params"]["n_jobs"] == 2
-        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, training_threads=2, **options)
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_jobs=2, training_threads=2, **options)
         assert seen == {"training": {1, 2}, "neighbors": 2} and torch.get_num_threads() == 1
     finally:
         torch.set_num_threads(before)
