@@ -63,8 +63,9 @@ copy
 
 doc_adata_predict = """\
 adata
-    Cells × genes, raw counts or log1p-normalised values (``X`` or ``layer``). Never modified except for the
-    outputs, written once the prediction succeeded."""
+    Cells × genes, raw counts or log1p-normalised values (``X`` or ``layer``); for a model trained with
+    ``use_rep``, the same embedding of these cells in ``obsm`` instead (an error says so when it is absent).
+    Never modified except for the outputs, written once the prediction succeeded."""
 
 doc_predict_options = f"""\
 coarse_key

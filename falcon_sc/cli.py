@@ -110,6 +110,7 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("--dataset-key", help="obs column naming each cell's dataset")
     discover.add_argument("--batch-key", help="obs column used as batch in gene selection (e.g. patient)")
     discover.add_argument("--layer", help="layer to read instead of X")
+    discover.add_argument("--use-rep", help="obsm key of an embedding to work on instead of genes (e.g. X_scVI)")
     discover.add_argument("--n-top-genes", type=int, default=2000)
     discover.add_argument("--preset", default="default", choices=["default", "paper"])
     discover.add_argument("--random-state", type=int, default=0)
@@ -187,6 +188,7 @@ def _discover(args: argparse.Namespace) -> None:
         dataset_key=args.dataset_key,
         batch_key=args.batch_key,
         layer=args.layer,
+        use_rep=args.use_rep,
         n_top_genes=args.n_top_genes,
         preset=args.preset,
         random_state=args.random_state,

@@ -32,7 +32,7 @@ from . import __version__
 from ._adata.device import resolve_device
 from ._adata.labels import checked_labels
 from ._adata.outputs import Outputs, h5ad_safe, relationship_view, write_outputs
-from ._adata.preprocess import TARGET_SUM, prepare_genes
+from ._adata.preprocess import TARGET_SUM, prepare_embedding, prepare_genes
 from ._docs import PREDICT_DOCS, doc_params
 from ._files import plain_permissions
 from .core.classifier import FineClassifier, within_coarse
@@ -91,6 +91,11 @@ class FalconModel:
                 f"but the model lists {n_features} features ({len(self.genes)} genes"
                 f"{' + total counts' if self.reads_total_counts else ''}) and {len(self.fine_names)} fine classes."
             )
+
+    @property
+    def use_rep(self) -> str | None:
+        """The key of ``adata.obsm`` the model reads instead of genes (None: genes)."""
+        return self.preprocessing.get("use_rep")
 
     @property
     def target_sum(self) -> float:
@@ -168,28 +173,13 @@ class FalconModel:
         parents = np.asarray(relation["parents"], dtype=np.int64)
         coarse_codes = None if coarse_key is None else self._coarse_codes(adata, coarse_key, relation, dataset)
 
-        prepared, found = prepare_genes(
-            adata, self.genes, layer=layer, target_sum=self.target_sum, total_counts_feature=self.reads_total_counts
-        )
-        overlap = found.size / len(self.genes)
-        if overlap < min_gene_overlap:
-            raise ValueError(
-                f"Only {found.size} of the model's {len(self.genes)} genes ({overlap:.0%}) are in adata.var_names, "
-                f"below min_gene_overlap={min_gene_overlap:.0%}. Check that genes are named the same way (e.g. "
-                "symbols vs Ensembl IDs), or lower min_gene_overlap."
-            )
-        if found.size < len(self.genes):
-            warnings.warn(
-                f"{len(self.genes) - found.size} of the model's {len(self.genes)} genes are missing from adata "
-                f"(overlap {overlap:.1%}); they are set to 0.",
-                UserWarning,
-                stacklevel=2,
-            )
-        if prepared.input_kind != self.preprocessing["input_kind"]:
-            logg.info(
-                f"    the model was trained on {self.preprocessing['input_kind']} input, adata holds "
-                f"{prepared.input_kind}: both end up log1p(normalize_total {self.target_sum:g})"
-            )
+        if self.use_rep is not None:
+            if layer is not None:
+                raise ValueError(f"This model reads obsm[{self.use_rep!r}], not genes; leave layer out.")
+            prepared = prepare_embedding(adata, self.use_rep, expected_dims=len(self.genes))
+            found, overlap = np.arange(len(self.genes)), 1.0
+        else:
+            prepared, found, overlap = self._matched_genes(adata, layer, min_gene_overlap)
         torch_device = resolve_device(device)
         x = torch.zeros(adata.n_obs, self.classifier.n_inputs, device=torch_device)
         columns = np.r_[found, [len(self.genes)] if self.reads_total_counts else []].astype(np.int64)
@@ -211,6 +201,7 @@ class FalconModel:
             "coarse_key": coarse_key,
             "dataset": dataset,
             "layer": layer,
+            "use_rep": self.use_rep,
             "genes_found": int(found.size),
             "gene_overlap": float(overlap),
             "input_kind": prepared.input_kind,
@@ -228,6 +219,32 @@ class FalconModel:
         adata = adata.copy() if copy else adata
         write_outputs(adata, key_added, outputs)
         return adata if copy else None
+
+    def _matched_genes(self, adata, layer, min_gene_overlap: float):
+        """The model's genes in ``adata``, prepared as in training; their positions and the overlap."""
+        prepared, found = prepare_genes(
+            adata, self.genes, layer=layer, target_sum=self.target_sum, total_counts_feature=self.reads_total_counts
+        )
+        overlap = found.size / len(self.genes)
+        if overlap < min_gene_overlap:
+            raise ValueError(
+                f"Only {found.size} of the model's {len(self.genes)} genes ({overlap:.0%}) are in adata.var_names, "
+                f"below min_gene_overlap={min_gene_overlap:.0%}. Check that genes are named the same way (e.g. "
+                "symbols vs Ensembl IDs), or lower min_gene_overlap."
+            )
+        if found.size < len(self.genes):
+            warnings.warn(
+                f"{len(self.genes) - found.size} of the model's {len(self.genes)} genes are missing from adata "
+                f"(overlap {overlap:.1%}); they are set to 0.",
+                UserWarning,
+                stacklevel=3,
+            )
+        if prepared.input_kind != self.preprocessing["input_kind"]:
+            logg.info(
+                f"    the model was trained on {self.preprocessing['input_kind']} input, adata holds "
+                f"{prepared.input_kind}: both end up log1p(normalize_total {self.target_sum:g})"
+            )
+        return prepared, found, overlap
 
     def _coarse_codes(self, adata, coarse_key: str, relation, dataset) -> np.ndarray:
         labels = checked_labels(adata, coarse_key, "coarse_key")

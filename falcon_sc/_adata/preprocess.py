@@ -65,6 +65,7 @@ class PreparedInput:
     # (n,) log1p of every cell's total counts, appended as the last feature (targeted panels); None: not used
     log_totals: np.ndarray | None = None
     target_sum: float | None = None  # normalize_total's target for counts; None for log-normalised input
+    use_rep: str | None = None  # the key of adata.obsm read instead of genes (input_kind "embedding")
 
     @property
     def shape(self) -> tuple[int, int]:
@@ -77,6 +78,7 @@ class PreparedInput:
             "normalize_total": self.target_sum,
             "log1p": self.input_kind == "counts",
             "total_counts_feature": self.log_totals is not None,
+            "use_rep": self.use_rep,
         }
 
     def to_tensor(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
@@ -220,6 +222,33 @@ def prepare_input(
         log_totals=_log_totals(size_factors, target_sum) if use_totals else None,
         target_sum=target_sum if kind == "counts" else None,
     )
+
+
+def prepare_embedding(adata: ad.AnnData, use_rep: str, *, expected_dims: int | None = None) -> PreparedInput:
+    """The cells' coordinates in ``adata.obsm[use_rep]`` (e.g. an scVI or Harmony embedding) as the input,
+    instead of genes. ``expected_dims`` (a saved model's) must match the embedding's width."""
+    if use_rep not in adata.obsm:
+        raise KeyError(
+            f"use_rep={use_rep!r} is not a key of adata.obsm (available: {list(adata.obsm)}). Compute the "
+            "embedding for these cells first, e.g. scvi's model.get_latent_representation() stored as "
+            "obsm['X_scVI'], or sc.external.pp.harmony_integrate, which writes obsm['X_pca_harmony']."
+        )
+    values = adata.obsm[use_rep]
+    values = values.to_numpy() if isinstance(values, pd.DataFrame) else values
+    values = values.toarray() if sparse.issparse(values) else np.asarray(values)
+    if values.ndim != 2 or values.shape[1] == 0 or not np.issubdtype(values.dtype, np.number):
+        raise ValueError(f"adata.obsm[{use_rep!r}] must be a numeric cells × dimensions matrix, got {values.shape}.")
+    values = values.astype(np.float32, copy=False)
+    if not np.isfinite(values).all():
+        bad = int((~np.isfinite(values)).any(1).sum())
+        raise ValueError(f"adata.obsm[{use_rep!r}] has non-finite values in {bad} cells; remove or recompute them.")
+    if expected_dims is not None and values.shape[1] != expected_dims:
+        raise ValueError(
+            f"adata.obsm[{use_rep!r}] has {values.shape[1]} dimensions, but the model was trained on "
+            f"{expected_dims}. Project these cells into the same embedding (the same scVI model or PCA loadings)."
+        )
+    dims = pd.Index([f"{use_rep}[{j}]" for j in range(values.shape[1])])
+    return PreparedInput(values, None, None, dims, "embedding", use_rep=use_rep)
 
 
 def resolve_total_counts_feature(choice: bool | str, input_kind: str, n_genes: int) -> bool:
