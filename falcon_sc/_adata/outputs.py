@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import copy as copy_module
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import anndata as ad
@@ -24,12 +24,15 @@ class Outputs:
     uns: dict
     views: dict[str | None, dict]  # each dataset's relationship entries (one None entry for a single dataset)
     model: Any = None  # the FalconModel behind these outputs
+    # further per-cell columns, written as obs[f"{key}_{name}"] (e.g. the coarse-label check)
+    cells: dict[str, Any] = field(default_factory=dict)
 
     def subset(self, rows: slice, dataset: str) -> Outputs:
         """The outputs of some cells, whose top-level relationship entries are ``dataset``'s."""
         uns = copy_module.deepcopy(self.uns) | self.views[dataset]
         rows_of = (self.labels[rows], self.fine_names, self.confidence[rows], self.probs[rows])
-        return Outputs(*rows_of, uns, self.views, self.model)
+        cells = {name: values[rows] for name, values in self.cells.items()}
+        return Outputs(*rows_of, uns, self.views, self.model, cells)
 
 
 def relationship_view(relationship, labels, coarse_names, fine_names) -> dict:
@@ -57,6 +60,8 @@ def write_outputs(adata: ad.AnnData, key: str, outputs: Outputs) -> None:
     adata.obs[key] = pd.Categorical.from_codes(outputs.labels, categories=outputs.fine_names)
     adata.obs[f"{key}_confidence"] = outputs.confidence
     adata.obsm[f"{key}_probs"] = outputs.probs
+    for name, values in outputs.cells.items():
+        adata.obs[f"{key}_{name}"] = values
     adata.uns[key] = outputs.uns
 
 

@@ -113,6 +113,9 @@ class FalconConfig:
     # of batch 1024 on 2 cores trained in 16 s with 2 threads and 25.5 s with 1 alone, but in 230 s with 2
     # threads and 21 s with 1 when two runs shared the cores.
     training_threads: int = 1
+    # Coarse-label check after training (see :mod:`.label_check`): each cell's coarse mass averaged over this
+    # many nearest cells of any coarse class (0 = no check).
+    coarse_check_neighbors: int = 15
     # Divergence guard: on a non-finite loss, restore the last good state and halve the learning rate.
     max_recoveries: int = 3
     solver_time_limit: float = 60.0
@@ -165,6 +168,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "temperature": _POSITIVE,
     "confidence_threshold": _FRACTION_BELOW_ONE,
     "n_neighbors": _AT_LEAST_ONE,
+    "coarse_check_neighbors": _NON_NEGATIVE,
     "n_pcs": _AT_LEAST_ONE,
     "max_value": _POSITIVE,
     "n_sampled_neighbors": _AT_LEAST_ONE,

@@ -14,6 +14,7 @@ from .allocation import initial_counts, kmeans_within_classes, reseed_empty
 from .classifier import FineClassifier
 from .config import FalconConfig
 from .initial_relationship import fixed_relationship
+from .label_check import neighbor_coarse_mass
 from .neighbors import within_group_neighbors
 from .pca import fit_pca, fit_within_class_pca
 from .threads import cpu_threads, resolve_n_jobs
@@ -207,10 +208,21 @@ def run_falcon(
         if config.reseed_rounds > 0 and single and fixed is None:
             best = _reseeded(best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, progress)
         pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
+        mass = None
+        if config.coarse_check_neighbors > 0:
+            t0 = time.perf_counter()
+            with cpu_threads(feature_threads):
+                dataset_of_cell = np.searchsorted(np.cumsum(coarse_blocks or [n_coarse]), coarse, side="right")
+                mass = neighbor_coarse_mass(
+                    scores, best.probs, best.relationship, dataset_of_cell, config.coarse_check_neighbors, random_state
+                )
+            timings["coarse_check"] = time.perf_counter() - t0
         return dataclasses.replace(
             best,
             classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),
             restart_objectives=objectives,
             restart_agreement=float(np.mean(pairs)) if pairs else None,
+            restart_labels=labels,
+            neighbor_coarse_mass=mass,
             timings={"neighbors": t_knn, **timings},
         )

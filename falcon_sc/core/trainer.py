@@ -59,6 +59,9 @@ class FalconResult:
     cuda_graph: bool = False  # whether training steps were replayed as a CUDA graph
     neighbors: NeighborGraph | None = None  # the graph the neighbour terms used
     coarse_blocks: tuple[int, ...] = ()  # coarse classes per dataset (columns of ``relationship``)
+    restart_labels: list[np.ndarray] = field(default_factory=list)  # each restart's ``labels`` (run_falcon)
+    # (n, K_C): the coarse mass of each cell's neighbours over all coarse classes (see core.label_check)
+    neighbor_coarse_mass: np.ndarray | None = None
 
     def relationships(self) -> list[np.ndarray]:
         """One ``(K_F, K_C^l)`` relationship per dataset."""

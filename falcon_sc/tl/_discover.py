@@ -19,6 +19,7 @@ from .._adata.device import resolve_device
 from .._adata.labels import (
     COARSE_COLUMN,
     DATASET_COLUMN,
+    checked_labels,
     coarse_groups,
     combine,
     is_collection,
@@ -33,7 +34,7 @@ from ..core.threads import cpu_threads, resolve_n_jobs
 from ..core.trainer import storage_dtype
 from ..falcon_model import FalconModel
 from ._auto_n_fine import estimate_summary, refine_n_fine
-from ._result import outputs_of, report_small_subtypes
+from ._result import outputs_of, report_small_subtypes, sample_support
 
 
 @doc_params(doc_key_added=doc_key_added, doc_layer=doc_layer)
@@ -48,6 +49,7 @@ def discover_subtypes(
     layer: str | None = None,
     use_rep: str | None = None,
     batch_key: str | None = None,
+    sample_key: str | None = None,
     n_top_genes: int = 2000,
     total_counts_feature: bool | Literal["auto"] = "auto",
     preset: str | FalconConfig = "default",
@@ -107,6 +109,11 @@ def discover_subtypes(
         Column of ``adata.obs`` passed to highly-variable-gene selection (e.g. the patient), as in the paper.
         It only selects genes: to keep subtypes from splitting by batch, give a corrected embedding
         (``use_rep``).
+    sample_key
+        Column of ``adata.obs`` naming each cell's sample or donor. ``uns[key_added]["support"]`` then also
+        gives, per subtype, ``n_samples`` (samples with at least 5 of its cells), ``top_sample_share`` and
+        ``one_sample`` (fewer than two such samples, or 90 % of the cells from one), and subtypes that come from
+        one sample are named in a warning.
         With several datasets and no ``batch_key``, genes are selected per dataset.
     n_top_genes
         Number of highly variable genes the classifier sees (seurat_v3 on counts). If larger than the number
@@ -152,6 +159,11 @@ def discover_subtypes(
         Probability of the assigned subtype among the subtypes of the cell's coarse class.
     ``adata.obsm[f"{key_added}_probs"]``
         Cells × K_F float32 probabilities over all fine classes (columns in ``uns[key_added]["fine_names"]``).
+    ``adata.obs[f"{key_added}_coarse_agreement"]``, ``adata.obs[f"{key_added}_suggested_coarse"]``
+        The coarse-label check: the classifier's mass on the cell's own coarse class, averaged over its
+        ``coarse_check_neighbors`` (an option, default 15) nearest cells of any coarse class, and the coarse
+        class where that mass is largest. A low agreement flags a coarse label the data contradict; see
+        :func:`falcon_sc.tl.suspect_labels`.
     ``adata.uns[key_added]``
         ``params``; ``relationship`` (fine → coarse table with cell counts); ``relationship_matrix`` (K_F × K_C
         0/1) with ``fine_names`` and ``coarse_names``; ``fine_per_coarse``; per-epoch ``history`` of every
@@ -183,6 +195,7 @@ def discover_subtypes(
         layer=layer,
         use_rep=use_rep,
         batch_key=batch_key,
+        sample_key=sample_key,
         n_top_genes=n_top_genes,
         total_counts_feature=total_counts_feature,
         preset=preset,
@@ -218,6 +231,10 @@ def _returned(copies, model):
 
 def _discover_objects(adatas, coarse_key, *, copy: bool, return_model: bool, **settings):
     """discover_subtypes on several AnnData objects: combine, run once, give each object its cells' outputs."""
+    if settings["sample_key"] is not None:
+        raise ValueError(
+            "sample_key with several AnnData objects: concatenate them with anndata.concat and pass dataset_key."
+        )
     if settings["use_rep"] is not None:
         raise ValueError(
             "use_rep with several AnnData objects: concatenate them with anndata.concat (which keeps a shared "
@@ -254,6 +271,7 @@ def _run(
     layer,
     use_rep,
     batch_key,
+    sample_key,
     n_top_genes,
     total_counts_feature,
     preset,
@@ -283,6 +301,8 @@ def _run(
         fixed, n_fine_total = _fine_spec(n_fine, groups.coarse_names, adata.n_obs)
     if batch_key is not None and batch_key not in adata.obs:
         raise KeyError(f"batch_key {batch_key!r} is not a column of adata.obs; available: {list(adata.obs)}.")
+    if sample_key is not None:
+        checked_labels(adata, sample_key, "sample_key")
     if not adata.obs_names.is_unique:
         warnings.warn(
             "adata.obs_names are not unique; results are stored by position. Call adata.obs_names_make_unique() "
@@ -357,6 +377,7 @@ def _run(
         "layer": layer,
         "use_rep": use_rep,
         "batch_key": batch_key,
+        "sample_key": sample_key,
         "n_top_genes": n_top_genes,
         "input_kind": prepared.input_kind,
         "total_counts_feature": reads_totals,
@@ -376,6 +397,15 @@ def _run(
     }
     outputs = outputs_of(result, groups, prepared.genes, params, config, prepared.description())
     report_small_subtypes(outputs, config)
+    if sample_key is not None:
+        samples = sample_support(adata.obs[sample_key], outputs.labels, outputs.fine_names, min_cells=5)
+        outputs.uns["support"] = outputs.uns["support"].join(samples)
+        single = [f for f in samples.index[samples["one_sample"]] if outputs.uns["support"].loc[f, "n_cells"] > 0]
+        if single:
+            logg.warning(
+                f"{len(single)} subtype(s) come from one {sample_key!r} value ({', '.join(single[:8])}"
+                f"{', …' if len(single) > 8 else ''}): they may be a donor or batch effect, not a cell state."
+            )
     if estimate is not None:
         kept = result.relationship.sum(0)  # fine classes per (dataset, coarse class) in the kept result
         outputs.uns["n_fine_estimate"] = estimate_summary(estimate, refinement, kept, groups, n_fine_range)

@@ -4,12 +4,19 @@ parents, the ``uns`` entry, the saved model, and the report of subtypes left (ne
 from __future__ import annotations
 
 import numpy as np
+import pandas as pd
 from scanpy import logging as logg
 
 from .._adata.labels import CoarseGroups
 from .._adata.outputs import Outputs, h5ad_safe, relationship_view
 from ..core import FalconConfig, FalconResult
+from ..core.support import subtype_stability
 from ..falcon_model import FalconModel
+
+#: Below this stability (mean best-match Jaccard with the other restarts) a subtype is not supported: subtypes
+#: that K_F forced on a class without substructure scored 0.01 to 0.38 (when not empty), real ones 0.60 to 1
+#: (simulated, tests/test_support.py and README).
+MIN_STABILITY = 0.5
 
 
 def fine_order(relationship: np.ndarray, labels: np.ndarray, n_coarse: int) -> tuple[np.ndarray, np.ndarray]:
@@ -57,6 +64,8 @@ def outputs_of(
     }
     if groups.datasets:
         uns["relationships"] = views
+    min_cells = max(5, int(np.ceil(config.min_subtype_share * labels.size)))
+    uns["support"] = _support(result, labels, order, fine_names, parents, first_names, min_cells)
     model = FalconModel(
         result.classifier.reorder_outputs(order),
         genes=genes,
@@ -77,7 +86,61 @@ def outputs_of(
         },
         training=uns["params"],
     )
-    return Outputs(labels, fine_names, result.confidence, result.probs[:, order], uns, views, model)
+    cells = coarse_check(result.neighbor_coarse_mass, groups) if result.neighbor_coarse_mass is not None else {}
+    return Outputs(labels, fine_names, result.confidence, result.probs[:, order], uns, views, model, cells)
+
+
+def coarse_check(mass: np.ndarray, groups: CoarseGroups) -> dict:
+    """Per cell: ``coarse_agreement``, the neighbours' mass on the cell's own coarse class, and
+    ``suggested_coarse``, the class of its dataset where that mass is largest (``core.label_check``)."""
+    agreement = mass[np.arange(groups.codes.size), groups.codes]
+    suggested = np.empty(groups.codes.size, dtype=object)
+    start = 0
+    for d, names in enumerate(groups.coarse_names):
+        cells = groups.dataset_of_cell == d
+        block = mass[cells, start : start + len(names)]
+        suggested[cells] = np.asarray(names, dtype=object)[block.argmax(1)]
+        start += len(names)
+    categories = list(dict.fromkeys(name for names in groups.coarse_names for name in names))
+    return {
+        "coarse_agreement": agreement.astype(np.float32),
+        "suggested_coarse": pd.Categorical(suggested, categories=categories),
+    }
+
+
+def _support(result: FalconResult, labels, order, fine_names, parents, coarse_names, min_cells) -> pd.DataFrame:
+    """One row per subtype: its parent, cells, ``stability`` (best-match Jaccard with the other restarts,
+    :func:`~falcon_sc.core.support.subtype_stability`; NaN after a single run) and ``supported``: at least
+    ``min_cells`` cells and a stability of at least :data:`MIN_STABILITY` (when there were restarts)."""
+    others = list(result.restart_labels)
+    kept = next((i for i, other in enumerate(others) if np.array_equal(other, result.labels)), None)
+    if kept is not None:  # the kept run is one of the restarts: compare it with the others only
+        del others[kept]
+    stability = subtype_stability(result.labels, others, order.size)[order]
+    n_cells = np.bincount(labels, minlength=order.size)
+    return pd.DataFrame(
+        {
+            "parent": [coarse_names[parents[f]] for f in order],
+            "n_cells": n_cells,
+            "stability": stability,
+            "supported": (n_cells >= min_cells) & ~(stability < MIN_STABILITY),  # NaN stability: size decides
+        },
+        index=fine_names,
+    )
+
+
+def sample_support(sample: pd.Series, labels: np.ndarray, fine_names: list[str], min_cells: int) -> pd.DataFrame:
+    """Per subtype: samples (donors) contributing at least ``min_cells`` of its cells, the largest share one
+    sample holds, and ``one_sample``: fewer than two such samples, or one sample with 90 % of the cells."""
+    table = pd.crosstab(pd.Categorical.from_codes(labels, categories=fine_names), sample.to_numpy(), dropna=False)
+    table = table.reindex(fine_names, fill_value=0)
+    totals = table.sum(1)
+    n_samples = (table >= min_cells).sum(1)
+    top_share = (table.max(1) / totals.where(totals > 0)).astype(float)
+    return pd.DataFrame(
+        {"n_samples": n_samples, "top_sample_share": top_share, "one_sample": (n_samples < 2) | (top_share >= 0.9)},
+        index=fine_names,
+    )
 
 
 def report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:

@@ -1,0 +1,74 @@
+"""Support of each subtype: stability across restarts and, with ``sample_key``, the samples it comes from."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import falcon_sc as fs
+from falcon_sc.core.support import subtype_stability
+
+
+def test_stability_is_the_mean_best_match_jaccard():
+    labels = np.array([0, 0, 0, 0, 1, 1, 2, 2])
+    same = labels.copy()
+    other = np.array([1, 1, 1, 0, 0, 0, 2, 2])  # class 0 loses a cell to the other class, class 2 unchanged
+    # class 0: best match {0,1,2} of {0,1,2,3} → 3/4; class 1 {4,5} vs {3,4,5} → 2/3; class 2: 1
+    np.testing.assert_allclose(subtype_stability(labels, [other], 4)[:3], [3 / 4, 2 / 3, 1.0])
+    np.testing.assert_allclose(subtype_stability(labels, [same, other], 3), [7 / 8, 5 / 6, 1.0])
+    assert np.isnan(subtype_stability(labels, [same], 4)[3])  # empty class
+    assert np.isnan(subtype_stability(labels, [], 3)).all()  # a single run
+
+
+@pytest.mark.parametrize("seed", [1, 3])
+def test_subtypes_asked_of_a_class_without_structure_are_flagged(seed):
+    """A class without substructure is given 3 subtypes, the others their true counts (seed 1: 1 / 3 / 1,
+    seed 3: 2 / 1 / 2). The extra subtypes end tiny or empty and unstable; the real ones stay supported."""
+    adata = fs.datasets.simulate_hierarchy(900, 300, 3, 5, fine_separation=2.0, random_state=seed)
+    truth = adata.obs.groupby("coarse", observed=True)["fine"].nunique()
+    plain = truth.index[truth == 1][0]
+    counts = {c: 3 if c == plain else int(n) for c, n in truth.items()}
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=counts, progress=False)
+    support = adata.uns["falcon"]["support"]
+    assert list(support.columns) == ["parent", "n_cells", "stability", "supported"]
+    assert support["n_cells"].sum() == adata.n_obs
+    extra = support[support["parent"] == plain].sort_values("n_cells").iloc[:2]  # beyond the class's own
+    real = support[support["parent"].map(truth) > 1]
+    assert not extra["supported"].any() and real["supported"].all(), support
+    assert (extra["stability"].fillna(0) < 0.5).all() and (real["stability"] >= 0.5).all()
+
+
+def test_sample_support_flags_a_subtype_from_one_donor(small, scanpy_log):
+    adata = small.copy()
+    rng = np.random.default_rng(0)
+    donor = rng.choice(["d1", "d2", "d3", "d4"], adata.n_obs)
+    lone = adata.obs["fine"].cat.categories[0]
+    donor[(adata.obs["fine"] == lone).to_numpy()] = "d1"
+    adata.obs["donor"] = pd.Categorical(donor)
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, sample_key="donor", n_restarts=2, progress=False)
+    support = adata.uns["falcon"]["support"]
+    assert {"n_samples", "top_sample_share", "one_sample"} <= set(support.columns)
+    found = pd.crosstab(adata.obs["fine"], adata.obs["falcon"]).loc[lone].idxmax()  # the subtype of that type
+    assert support.loc[found, "one_sample"] and support.loc[found, "top_sample_share"] == 1.0
+    assert f"come from one 'donor' value ({found}" in scanpy_log.text
+    others = support.drop(index=found)
+    assert not others.loc[others["n_cells"] > 40, "one_sample"].any()
+    assert adata.uns["falcon"]["params"]["sample_key"] == "donor"
+    with pytest.raises(KeyError, match="sample_key 'patient' is not a column"):
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, sample_key="patient", n_restarts=1, progress=False)
+
+
+def test_report_joins_support_confidence_and_markers(separated_run):
+    adata = separated_run.copy()
+    with pytest.raises(ValueError, match="n_markers must be"):
+        fs.tl.subtype_report(adata, n_markers=-1)
+    report = fs.tl.subtype_report(adata)
+    assert list(report.columns) == ["parent", "n_cells", "confidence", "stability", "supported"]
+    assert list(report.index) == list(adata.obs["falcon"].cat.categories)
+    assert report["n_cells"].sum() == adata.n_obs
+    mean = adata.obs.groupby("falcon", observed=True)["falcon_confidence"].mean()
+    np.testing.assert_allclose(report.loc[mean.index, "confidence"], mean)
+    fs.tl.subtype_markers(adata)
+    with_markers = fs.tl.subtype_report(adata, n_markers=2)
+    top = adata.uns["falcon_markers"]["names"]
+    for subtype in top.dtype.names:
+        assert with_markers.loc[subtype, "markers"] == ", ".join(top[subtype][:2])
