@@ -1,5 +1,9 @@
 """Support of each subtype: stability across restarts and, with ``sample_key``, the samples it comes from."""
 
+import matplotlib
+
+matplotlib.use("Agg")
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -35,6 +39,9 @@ def test_subtypes_asked_of_a_class_without_structure_are_flagged(seed):
     real = support[support["parent"].map(truth) > 1]
     assert not extra["supported"].any() and real["supported"].all(), support
     assert (extra["stability"].fillna(0) < 0.5).all() and (real["stability"] >= 0.5).all()
+    ax = fs.pl.relationship_graph(adata, show=False)
+    marked = {t.get_text().split(" ")[0] for t in ax.texts if t.get_text().endswith("[unsupported]")}
+    assert marked == set(support.index[~support["supported"]]) and "(2 unsupported)" in ax.get_title()
 
 
 def test_sample_support_flags_a_subtype_from_one_donor(small, scanpy_log):

@@ -8,7 +8,7 @@ import pandas as pd
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 
-from .. import tl
+from .._adata.results import suspect_table
 from .._docs import doc_adata_result, doc_ax, doc_key, doc_params, doc_show
 from ._utils import finish
 
@@ -39,7 +39,7 @@ def suspect_labels(
     -------
     The figure when ``return_fig``, else ``None`` when shown, else the axes.
     """
-    suspects = tl.suspect_labels(adata, key=key, threshold=threshold)
+    suspects = suspect_table(adata, key, threshold)
     coarse = adata.obs[f"{key}_suggested_coarse"].cat.categories
     table = pd.crosstab(suspects["coarse"].astype(str), suspects["suggested"].astype(str))
     table = table.reindex(index=[str(c) for c in coarse], fill_value=0)

@@ -32,8 +32,10 @@ def relationship_graph(
     """Draw the learned coarse → fine relationship as a bipartite graph.
 
     Coarse classes sit in the left column, their fine classes in the right column grouped under their
-    parent; a node's area is proportional to its number of cells. Fine nodes take the subtype colours of
-    ``adata.uns[f"{key}_colors"]`` (set from scanpy's palettes if absent), so they match ``sc.pl.umap``.
+    parent; a node's area is proportional to its number of cells. Subtypes that ``uns[key]["support"]`` does
+    not support (too few cells, or unstable across restarts) are marked "[unsupported]". Fine nodes take the
+    subtype colours of ``adata.uns[f"{key}_colors"]`` (set from scanpy's palettes if absent), so they match
+    ``sc.pl.umap``.
 
     Parameters
     ----------
@@ -137,6 +139,11 @@ def _draw(ax, adata, key, view, cells, colors, compare_to, coarse_col, max_node_
             agrees = str(known_parent[label]) == coarse_names[parents[f]]
             edge_colors[f] = _AGREE if agrees else _DISAGREE
 
+    support = adata.uns[key].get("support")
+    unsupported = [] if support is None else [f for f in fine_names if not support["supported"].get(f, True)]
+    for name in unsupported:
+        labels[name] += " [unsupported]"
+
     fontsize = fontsize or float(np.clip(9 - n_fine / 20, 6, 9))
     fine_y = np.linspace(1, 0, n_fine) if n_fine > 1 else np.array([0.5])
     parents_arr = np.asarray(parents)
@@ -157,6 +164,8 @@ def _draw(ax, adata, key, view, cells, colors, compare_to, coarse_col, max_node_
     ax.set_ylim(-0.04, 1.04)
     ax.axis("off")
     title += f"FALCON relationship: {n_coarse} coarse → {n_fine} fine"
+    if unsupported:
+        title += f" ({len(unsupported)} unsupported)"
     if compare_to is not None:
         n_agree = edge_colors.count(_AGREE)
         title += f"\nmatched to {compare_to!r}: {n_agree} of {n_fine} edges agree with the known hierarchy"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import anndata as ad
 import pandas as pd
 
-from .._adata.results import stored_result
+from .._adata.results import suspect_table
 from .._docs import doc_adata_result, doc_key, doc_params
 
 
@@ -32,22 +32,4 @@ def suspect_labels(adata: ad.AnnData, *, key: str = "falcon", threshold: float =
     One row per suspected cell (indexed like ``adata.obs``), lowest agreement first: ``coarse`` (its label),
     ``suggested`` (the coarse class its neighbours point to) and ``agreement``.
     """
-    params = stored_result(adata, key)["params"]
-    if not 0.0 <= threshold <= 1.0:
-        raise ValueError(f"threshold must lie in [0, 1], got {threshold}.")
-    column = f"{key}_coarse_agreement"
-    if column not in adata.obs:
-        raise KeyError(
-            f"adata.obs has no {column!r}: the run under {key!r} made no coarse-label check (a transferred result, "
-            "or coarse_check_neighbors=0). Run falcon_sc.tl.discover_subtypes with the default options."
-        )
-    coarse_key = params["coarse_key"]
-    table = pd.DataFrame(
-        {
-            "coarse": adata.obs[coarse_key] if isinstance(coarse_key, str) and coarse_key in adata.obs else pd.NA,
-            "suggested": adata.obs[f"{key}_suggested_coarse"],
-            "agreement": adata.obs[column],
-        },
-        index=adata.obs_names,
-    )
-    return table[table["agreement"] < threshold].sort_values("agreement", kind="stable")
+    return suspect_table(adata, key, threshold)
