@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import falcon_sc as fs
-from falcon_sc.core.support import subtype_stability
+from falcon_sc.core.support import separation_test, subtype_stability
 
 
 def test_stability_is_the_mean_best_match_jaccard():
@@ -23,6 +23,20 @@ def test_stability_is_the_mean_best_match_jaccard():
     assert np.isnan(subtype_stability(labels, [], 3)).all()  # a single run
 
 
+def test_separation_test_tells_a_real_split_from_a_cut_through_one_population():
+    rng = np.random.default_rng(0)
+    one = rng.standard_normal((400, 5)) * [3.0, 1.0, 1.0, 1.0, 1.0]  # one elongated population
+    halves = (one[:, 0] > 0).astype(int)  # cut along its longest axis, as an over-split would
+    two = np.vstack([rng.standard_normal((200, 5)), rng.standard_normal((200, 5)) + np.array([6, 0, 0, 0, 0])])
+    blobs = np.repeat([0, 1], 200)
+    third = np.full(2, 1)  # parents: both subtypes under coarse class 1
+    _, p_cut = separation_test(one, halves, third, random_state=0)
+    statistic, p_real = separation_test(two, blobs, third, random_state=0)
+    assert (p_cut > 0.05).all() and (p_real == 0.05).all() and (statistic > 0.8).all()
+    _, p_alone = separation_test(two, blobs, np.array([0, 1]))  # different parents: no sibling, no test
+    assert np.isnan(p_alone).all()
+
+
 @pytest.mark.parametrize("seed", [1, 3])
 def test_subtypes_asked_of_a_class_without_structure_are_flagged(seed):
     """A class without substructure is given 3 subtypes, the others their true counts (seed 1: 1 / 3 / 1,
@@ -33,7 +47,7 @@ def test_subtypes_asked_of_a_class_without_structure_are_flagged(seed):
     counts = {c: 3 if c == plain else int(n) for c, n in truth.items()}
     fs.tl.discover_subtypes(adata, "coarse", n_fine=counts, progress=False)
     support = adata.uns["falcon"]["support"]
-    assert list(support.columns) == ["parent", "n_cells", "stability", "supported"]
+    assert list(support.columns) == ["parent", "n_cells", "stability", "separation", "p_value", "supported"]
     assert support["n_cells"].sum() == adata.n_obs
     extra = support[support["parent"] == plain].sort_values("n_cells").iloc[:2]  # beyond the class's own
     real = support[support["parent"].map(truth) > 1]
@@ -69,7 +83,8 @@ def test_report_joins_support_confidence_and_markers(separated_run):
     with pytest.raises(ValueError, match="n_markers must be"):
         fs.tl.subtype_report(adata, n_markers=-1)
     report = fs.tl.subtype_report(adata)
-    assert list(report.columns) == ["parent", "n_cells", "confidence", "stability", "supported"]
+    columns = ["parent", "n_cells", "confidence", "stability", "separation", "p_value", "supported"]
+    assert list(report.columns) == columns
     assert list(report.index) == list(adata.obs["falcon"].cat.categories)
     assert report["n_cells"].sum() == adata.n_obs
     mean = adata.obs.groupby("falcon", observed=True)["falcon_confidence"].mean()

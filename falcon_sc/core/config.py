@@ -116,6 +116,9 @@ class FalconConfig:
     # Coarse-label check after training (see :mod:`.label_check`): each cell's coarse mass averaged over this
     # many nearest cells of any coarse class (0 = no check).
     coarse_check_neighbors: int = 15
+    # Null draws of the test of each subtype's split against a structure-free Gaussian (see :mod:`.support`);
+    # 0 = no test.
+    support_null_draws: int = 19
     # Divergence guard: on a non-finite loss, restore the last good state and halve the learning rate.
     max_recoveries: int = 3
     solver_time_limit: float = 60.0
@@ -169,6 +172,7 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "confidence_threshold": _FRACTION_BELOW_ONE,
     "n_neighbors": _AT_LEAST_ONE,
     "coarse_check_neighbors": _NON_NEGATIVE,
+    "support_null_draws": _NON_NEGATIVE,
     "n_pcs": _AT_LEAST_ONE,
     "max_value": _POSITIVE,
     "n_sampled_neighbors": _AT_LEAST_ONE,

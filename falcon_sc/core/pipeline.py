@@ -17,6 +17,7 @@ from .initial_relationship import fixed_relationship
 from .label_check import neighbor_coarse_mass
 from .neighbors import within_group_neighbors
 from .pca import fit_pca, fit_within_class_pca
+from .support import separation_test
 from .threads import cpu_threads, resolve_n_jobs
 from .trainer import FalconResult, train_falcon
 
@@ -217,6 +218,18 @@ def run_falcon(
                     scores, best.probs, best.relationship, dataset_of_cell, config.coarse_check_neighbors, random_state
                 )
             timings["coarse_check"] = time.perf_counter() - t0
+        separation = None
+        if config.support_null_draws > 0:
+            t0 = time.perf_counter()
+            statistic, p_value = separation_test(
+                torch.as_tensor(scores).float().cpu().numpy(),
+                best.labels,
+                best.relationship.argmax(1),
+                n_null=config.support_null_draws,
+                random_state=random_state,
+            )
+            separation = np.column_stack([statistic, p_value])
+            timings["separation_test"] = time.perf_counter() - t0
         return dataclasses.replace(
             best,
             classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),
@@ -224,5 +237,6 @@ def run_falcon(
             restart_agreement=float(np.mean(pairs)) if pairs else None,
             restart_labels=labels,
             neighbor_coarse_mass=mass,
+            separation=separation,
             timings={"neighbors": t_knn, **timings},
         )

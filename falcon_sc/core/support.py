@@ -1,8 +1,10 @@
-"""How well the data support each discovered subtype: reproducibility across independent runs."""
+"""How well the data support each discovered subtype: reproducibility across independent runs, and a test of
+each split against a structure-free null."""
 
 from __future__ import annotations
 
 import numpy as np
+from sklearn.cluster import KMeans
 
 
 def subtype_stability(labels: np.ndarray, others: list[np.ndarray], n_fine: int) -> np.ndarray:
@@ -24,3 +26,53 @@ def subtype_stability(labels: np.ndarray, others: list[np.ndarray], n_fine: int)
     stability = np.mean(scores, axis=0)
     stability[sizes == 0] = np.nan
     return stability
+
+
+def separation_test(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    parents: np.ndarray,
+    *,
+    n_null: int = 19,
+    max_cells: int = 500,
+    random_state: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(statistic, p_value)``, each ``(K_F,)``: is subtype ``f`` separated from its nearest sibling (the
+    subtype of the same parent with the closest centroid) by more than a structure-free class would allow?
+
+    The statistic is the share of the pair's variance that their split explains, ``1 − SS_within / SS_total``,
+    on at most ``max_cells`` sampled cells. The null draws as many points from a Gaussian with the pair's
+    covariance (one population, no structure) ``n_null`` times and takes the best 2-means split of each; the
+    p-value is ``(1 + #null ≥ statistic) / (n_null + 1)``, so 0.05 with 19 draws means no null split did as
+    well. Subtypes without a non-empty sibling get NaN."""
+    rng = np.random.default_rng(random_state)
+    scores = np.asarray(scores, dtype=np.float64)
+    n_fine = parents.size
+    sizes = np.bincount(labels, minlength=n_fine)
+    centroids = np.zeros((n_fine, scores.shape[1]))
+    np.add.at(centroids, labels, scores)
+    centroids /= np.maximum(sizes, 1)[:, None]
+    statistic, p_value = np.full(n_fine, np.nan), np.full(n_fine, np.nan)
+    for f in np.flatnonzero(sizes):
+        siblings = np.flatnonzero((parents == parents[f]) & (sizes > 0) & (np.arange(n_fine) != f))
+        if siblings.size == 0:
+            continue
+        g = siblings[np.argmin(((centroids[siblings] - centroids[f]) ** 2).sum(1))]
+        cells = np.flatnonzero((labels == f) | (labels == g))
+        if cells.size > max_cells:
+            cells = np.sort(rng.choice(cells, max_cells, replace=False))
+        x = scores[cells] - scores[cells].mean(0)
+        total = (x**2).sum()
+        if cells.size < 4 or total <= 0:
+            continue
+        within = sum(((x[labels[cells] == h] - x[labels[cells] == h].mean(0)) ** 2).sum() for h in (f, g))
+        statistic[f] = 1.0 - within / total
+        covariance = np.cov(x, rowvar=False).reshape(x.shape[1], x.shape[1])
+        null = []
+        for _ in range(n_null):
+            z = rng.multivariate_normal(np.zeros(x.shape[1]), covariance, size=cells.size, method="eigh")
+            z -= z.mean(0)
+            fit = KMeans(2, n_init=1, random_state=int(rng.integers(2**31))).fit(z)
+            null.append(1.0 - fit.inertia_ / (z**2).sum())
+        p_value[f] = (1 + np.sum(np.asarray(null) >= statistic[f])) / (n_null + 1)
+    return statistic, p_value

@@ -62,6 +62,8 @@ class FalconResult:
     restart_labels: list[np.ndarray] = field(default_factory=list)  # each restart's ``labels`` (run_falcon)
     # (n, K_C): the coarse mass of each cell's neighbours over all coarse classes (see core.label_check)
     neighbor_coarse_mass: np.ndarray | None = None
+    # (K_F, 2): each subtype's split from its nearest sibling, statistic and p-value (see core.support)
+    separation: np.ndarray | None = None
 
     def relationships(self) -> list[np.ndarray]:
         """One ``(K_F, K_C^l)`` relationship per dataset."""

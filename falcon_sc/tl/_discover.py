@@ -170,7 +170,11 @@ def discover_subtypes(
         loss term and of M changes; stage ``timings``; final ``objective`` values (and each restart's in
         ``restart_objectives``); ``neighbors`` (``method`` exact/approximate, and the measured ``recall`` of an
         approximate search); ``cuda_graph`` (whether training steps were replayed as a CUDA graph); the
-        ``genes`` used. With several datasets, ``relationships`` holds ``relationship``,
+        ``genes`` used; ``support``, one row per subtype: ``n_cells``, ``stability`` (mean best-match Jaccard
+        with the other restarts), ``separation`` and ``p_value`` (its split from the nearest sibling against
+        a structure-free Gaussian null, option ``support_null_draws``), ``supported``, and with
+        ``sample_key`` the sample columns (see :func:`falcon_sc.tl.subtype_report`). With several datasets,
+        ``relationships`` holds ``relationship``,
         ``relationship_matrix``, ``coarse_names`` and ``fine_per_coarse`` of each dataset (cell counts over
         that dataset's cells), and the top-level entries are the first dataset's (with a list of objects, each
         object's own).

@@ -17,6 +17,9 @@ from ..falcon_model import FalconModel
 #: that K_F forced on a class without substructure scored 0.01 to 0.38 (when not empty), real ones 0.60 to 1
 #: (simulated, tests/test_support.py and README).
 MIN_STABILITY = 0.5
+#: Above this p-value of the separation test (:func:`~falcon_sc.core.support.separation_test`) a subtype's split
+#: from its nearest sibling is not supported: a structure-free class could give as good a split.
+MAX_P_VALUE = 0.05
 
 
 def fine_order(relationship: np.ndarray, labels: np.ndarray, n_coarse: int) -> tuple[np.ndarray, np.ndarray]:
@@ -110,20 +113,27 @@ def coarse_check(mass: np.ndarray, groups: CoarseGroups) -> dict:
 
 def _support(result: FalconResult, labels, order, fine_names, parents, coarse_names, min_cells) -> pd.DataFrame:
     """One row per subtype: its parent, cells, ``stability`` (best-match Jaccard with the other restarts,
-    :func:`~falcon_sc.core.support.subtype_stability`; NaN after a single run) and ``supported``: at least
-    ``min_cells`` cells and a stability of at least :data:`MIN_STABILITY` (when there were restarts)."""
+    :func:`~falcon_sc.core.support.subtype_stability`; NaN after a single run), ``separation`` and ``p_value``
+    of its split from the nearest sibling against a structure-free null
+    (:func:`~falcon_sc.core.support.separation_test`), and ``supported``: at least ``min_cells`` cells, a
+    stability of at least ``MIN_STABILITY`` and a p-value of at most ``MAX_P_VALUE`` (each where known)."""
     others = list(result.restart_labels)
     kept = next((i for i, other in enumerate(others) if np.array_equal(other, result.labels)), None)
     if kept is not None:  # the kept run is one of the restarts: compare it with the others only
         del others[kept]
     stability = subtype_stability(result.labels, others, order.size)[order]
     n_cells = np.bincount(labels, minlength=order.size)
+    separation = np.full((order.size, 2), np.nan) if result.separation is None else result.separation[order]
+    # NaN (single run, no sibling, no test) does not count against a subtype
+    supported = (n_cells >= min_cells) & ~(stability < MIN_STABILITY) & ~(separation[:, 1] > MAX_P_VALUE)
     return pd.DataFrame(
         {
             "parent": [coarse_names[parents[f]] for f in order],
             "n_cells": n_cells,
             "stability": stability,
-            "supported": (n_cells >= min_cells) & ~(stability < MIN_STABILITY),  # NaN stability: size decides
+            "separation": separation[:, 0],
+            "p_value": separation[:, 1],
+            "supported": supported,
         },
         index=fine_names,
     )
