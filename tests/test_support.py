@@ -32,7 +32,7 @@ def test_separation_test_tells_a_real_split_from_a_cut_through_one_population():
     third = np.full(2, 1)  # parents: both subtypes under coarse class 1
     _, p_cut = separation_test(one, halves, third, random_state=0)
     statistic, p_real = separation_test(two, blobs, third, random_state=0)
-    assert (p_cut > 0.05).all() and (p_real == 0.05).all() and (statistic > 0.8).all()
+    assert (p_cut > 0.05).all() and (p_real == 0.05).all() and (statistic > 0.6).all()  # 9 / (9 + 5)
     _, p_alone = separation_test(two, blobs, np.array([0, 1]))  # different parents: no sibling, no test
     assert np.isnan(p_alone).all()
 
@@ -40,7 +40,8 @@ def test_separation_test_tells_a_real_split_from_a_cut_through_one_population():
 @pytest.mark.parametrize("seed", [1, 3])
 def test_subtypes_asked_of_a_class_without_structure_are_flagged(seed):
     """A class without substructure is given 3 subtypes, the others their true counts (seed 1: 1 / 3 / 1,
-    seed 3: 2 / 1 / 2). The extra subtypes end tiny or empty and unstable; the real ones stay supported."""
+    seed 3: 2 / 1 / 2). The extra subtypes end tiny or empty and unstable, and no split of that class beats the
+    structure-free null, so none of its subtypes is supported; the real ones are."""
     adata = fs.datasets.simulate_hierarchy(900, 300, 3, 5, fine_separation=2.0, random_state=seed)
     truth = adata.obs.groupby("coarse", observed=True)["fine"].nunique()
     plain = truth.index[truth == 1][0]
@@ -49,13 +50,15 @@ def test_subtypes_asked_of_a_class_without_structure_are_flagged(seed):
     support = adata.uns["falcon"]["support"]
     assert list(support.columns) == ["parent", "n_cells", "stability", "separation", "p_value", "supported"]
     assert support["n_cells"].sum() == adata.n_obs
-    extra = support[support["parent"] == plain].sort_values("n_cells").iloc[:2]  # beyond the class's own
+    made_up = support[support["parent"] == plain]
+    extra = made_up.sort_values("n_cells").iloc[:2]  # beyond the one holding most of the class
     real = support[support["parent"].map(truth) > 1]
-    assert not extra["supported"].any() and real["supported"].all(), support
+    assert not made_up["supported"].any() and real["supported"].all(), support
     assert (extra["stability"].fillna(0) < 0.5).all() and (real["stability"] >= 0.5).all()
+    assert (real["p_value"] <= 0.05).all() and not (made_up["p_value"] <= 0.05).any()
     ax = fs.pl.relationship_graph(adata, show=False)
     marked = {t.get_text().split(" ")[0] for t in ax.texts if t.get_text().endswith("[unsupported]")}
-    assert marked == set(support.index[~support["supported"]]) and "(2 unsupported)" in ax.get_title()
+    assert marked == set(support.index[~support["supported"]]) and "(3 unsupported)" in ax.get_title()
 
 
 def test_sample_support_flags_a_subtype_from_one_donor(small, scanpy_log):
