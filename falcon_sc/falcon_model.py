@@ -191,6 +191,10 @@ class FalconModel:
         else:
             member = torch.as_tensor(parents[:, None] == np.arange(len(relation["coarse_names"])), device=torch_device)
             allowed = member[:, torch.as_tensor(coarse_codes, device=torch_device)].T
+        merged = [self.fine_names.index(name) for name in self.training.get("merged", {})]
+        if merged:  # subtypes merged into a sibling when the model was trained are not predicted
+            allowed = allowed.clone()
+            allowed[:, torch.as_tensor(merged, device=torch_device)] = False
         labels, confidence = within_coarse(probs, allowed)
         labels = labels.cpu().numpy().astype(np.int64)
 

@@ -97,3 +97,32 @@ def test_report_joins_support_confidence_and_markers(separated_run):
     top = adata.uns["falcon_markers"]["names"]
     for subtype in top.dtype.names:
         assert with_markers.loc[subtype, "markers"] == ", ".join(top[subtype][:2])
+
+
+def test_merge_unsupported_gives_the_cells_to_a_supported_sibling(tmp_path, scanpy_log):
+    """Seed 1: C0 has no substructure and is given 3 subtypes; merged, it keeps one and the rest are as before."""
+    adata = fs.datasets.simulate_hierarchy(900, 300, 3, 5, fine_separation=2.0, random_state=1)
+    counts = {"C0": 3, "C1": 3, "C2": 1}
+    plain = fs.tl.discover_subtypes(adata, "coarse", n_fine=counts, progress=False, copy=True)
+    merged, model = fs.tl.discover_subtypes(
+        adata, "coarse", n_fine=counts, progress=False, copy=True, merge_unsupported=True, return_model=True
+    )
+    support = merged.uns["falcon"]["support"]
+    before = plain.uns["falcon"]["support"]
+    unsupported = before.index[~before["supported"] & (before["n_cells"] > 0)]
+    assert set(before.loc[unsupported, "parent"]) == {"C0"} and not before.loc["C0/0", "supported"]
+    dropped = unsupported.drop("C0/0")  # no split of C0 is supported: it keeps its largest subtype
+    assert set(merged.uns["falcon"]["params"]["merged"]) == set(dropped) and len(dropped) == 2
+    assert (support.loc[dropped, "n_cells"] == 0).all() and (support.loc[dropped, "merged_into"] != "").all()
+    assert merged.obs["falcon"][merged.obs["coarse"] == "C0"].nunique() == 1  # C0 is one subtype again
+    untouched = ~plain.obs["falcon"].isin(dropped)
+    assert (merged.obs["falcon"][untouched] == plain.obs["falcon"][untouched]).all()
+    assert merged.uns["falcon"]["relationship"]["n_cells"].sum() == adata.n_obs
+    np.testing.assert_allclose(merged.obs["falcon_confidence"][merged.obs["coarse"] == "C0"], 1.0, atol=1e-6)
+    assert "merged 2 unsupported subtype(s) into a sibling: C0/1 → C0/0" in scanpy_log.text
+    model.save(tmp_path / "model")
+    predicted = fs.FalconModel.load(tmp_path / "model").predict(adata, coarse_key="coarse", copy=True)
+    assert (predicted.obs["falcon"].astype(str) == merged.obs["falcon"].astype(str)).all()
+    adata.obs["study"] = pd.Categorical(np.where(np.arange(adata.n_obs) % 2 == 0, "a", "b"))
+    with pytest.raises(ValueError, match="merge_unsupported works on one dataset"):
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=7, dataset_key="study", merge_unsupported=True)

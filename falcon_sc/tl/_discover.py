@@ -34,6 +34,7 @@ from ..core.threads import cpu_threads, resolve_n_jobs
 from ..core.trainer import storage_dtype
 from ..falcon_model import FalconModel
 from ._auto_n_fine import estimate_summary, refine_n_fine
+from ._result import merge_unsupported as merge_unsupported_subtypes
 from ._result import outputs_of, report_small_subtypes, sample_support
 
 
@@ -50,6 +51,7 @@ def discover_subtypes(
     use_rep: str | None = None,
     batch_key: str | None = None,
     sample_key: str | None = None,
+    merge_unsupported: bool = False,
     n_top_genes: int = 2000,
     total_counts_feature: bool | Literal["auto"] = "auto",
     preset: str | FalconConfig = "default",
@@ -114,6 +116,12 @@ def discover_subtypes(
         gives, per subtype, ``n_samples`` (samples with at least 5 of its cells), ``top_sample_share`` and
         ``one_sample`` (fewer than two such samples, or 90 % of the cells from one), and subtypes that come from
         one sample are named in a warning.
+    merge_unsupported
+        Give the cells of every subtype that ``uns[key_added]["support"]`` does not support (too few cells,
+        unstable across restarts, or a split no better than a structure-free null) to its most probable
+        supported sibling, and say so. The merged subtypes keep their names with no cells;
+        ``support["merged_into"]`` and ``params["merged"]`` record the merges, and a saved model no longer
+        predicts them. One dataset only.
         With several datasets and no ``batch_key``, genes are selected per dataset.
     n_top_genes
         Number of highly variable genes the classifier sees (seurat_v3 on counts). If larger than the number
@@ -200,6 +208,7 @@ def discover_subtypes(
         use_rep=use_rep,
         batch_key=batch_key,
         sample_key=sample_key,
+        merge_unsupported=merge_unsupported,
         n_top_genes=n_top_genes,
         total_counts_feature=total_counts_feature,
         preset=preset,
@@ -276,6 +285,7 @@ def _run(
     use_rep,
     batch_key,
     sample_key,
+    merge_unsupported,
     n_top_genes,
     total_counts_feature,
     preset,
@@ -307,6 +317,8 @@ def _run(
         raise KeyError(f"batch_key {batch_key!r} is not a column of adata.obs; available: {list(adata.obs)}.")
     if sample_key is not None:
         checked_labels(adata, sample_key, "sample_key")
+    if merge_unsupported and groups.datasets:
+        raise ValueError("merge_unsupported works on one dataset's subtypes; leave it out with dataset_key.")
     if not adata.obs_names.is_unique:
         warnings.warn(
             "adata.obs_names are not unique; results are stored by position. Call adata.obs_names_make_unique() "
@@ -382,6 +394,7 @@ def _run(
         "use_rep": use_rep,
         "batch_key": batch_key,
         "sample_key": sample_key,
+        "merge_unsupported": merge_unsupported,
         "n_top_genes": n_top_genes,
         "input_kind": prepared.input_kind,
         "total_counts_feature": reads_totals,
@@ -409,6 +422,15 @@ def _run(
             logg.warning(
                 f"{len(single)} subtype(s) come from one {sample_key!r} value ({', '.join(single[:8])}"
                 f"{', …' if len(single) > 8 else ''}): they may be a donor or batch effect, not a cell state."
+            )
+    if merge_unsupported:
+        merged = merge_unsupported_subtypes(outputs)
+        outputs.uns["params"]["merged"] = merged
+        outputs.model.training["merged"] = merged
+        if merged:
+            logg.warning(
+                f"merged {len(merged)} unsupported subtype(s) into a sibling: "
+                + ", ".join(f"{name} → {into}" for name, into in merged.items())
             )
     if estimate is not None:
         kept = result.relationship.sum(0)  # fine classes per (dataset, coarse class) in the kept result

@@ -139,6 +139,36 @@ def _support(result: FalconResult, labels, order, fine_names, parents, coarse_na
     )
 
 
+def merge_unsupported(outputs: Outputs) -> dict[str, str]:
+    """Give the cells of every unsupported subtype to a supported sibling, in place: each cell goes to the
+    sibling the classifier finds most probable. A class none of whose splits is supported keeps one subtype,
+    its largest. The merged subtypes stay as names without cells; ``uns["support"]["merged_into"]`` and the
+    returned mapping (merged → the sibling that took most of its cells) record what happened."""
+    support = outputs.uns["support"]
+    index = {name: i for i, name in enumerate(outputs.fine_names)}
+    merged = {}
+    for _, rows in support.groupby("parent", sort=False):
+        alive = rows[rows["n_cells"] > 0]
+        keep, drop = alive.index[alive["supported"]], alive.index[~alive["supported"]]
+        if keep.empty:  # no split of this class is supported: it stays one subtype
+            keep = pd.Index([alive["n_cells"].idxmax()]) if len(alive) else keep
+            drop = drop.drop(keep)
+        targets = np.array([index[k] for k in keep])
+        for name in drop:
+            cells = np.flatnonzero(outputs.labels == index[name])
+            outputs.labels[cells] = targets[outputs.probs[np.ix_(cells, targets)].argmax(1)]
+            merged[name] = outputs.fine_names[int(np.bincount(outputs.labels[cells]).argmax())]
+    parents = support["parent"].to_numpy()
+    live = ~np.isin(np.asarray(outputs.fine_names), list(merged))
+    siblings = (parents[:, None] == parents[None, :]) & live[None, :]  # (K_F, K_F): the kept of each class
+    mass = (outputs.probs * siblings[outputs.labels]).sum(1)
+    outputs.confidence = (outputs.probs[np.arange(outputs.labels.size), outputs.labels] / mass).astype(np.float32)
+    counts = np.bincount(outputs.labels, minlength=len(outputs.fine_names))
+    outputs.uns["relationship"]["n_cells"] = counts
+    outputs.uns["support"] = support.assign(n_cells=counts, merged_into=[merged.get(f, "") for f in support.index])
+    return merged
+
+
 def sample_support(sample: pd.Series, labels: np.ndarray, fine_names: list[str], min_cells: int) -> pd.DataFrame:
     """Per subtype: samples (donors) contributing at least ``min_cells`` of its cells, the largest share one
     sample holds, and ``one_sample``: fewer than two such samples, or one sample with 90 % of the cells."""
