@@ -39,7 +39,7 @@ def neighbor_coarse_mass(
         ref = torch.as_tensor(reference, device=unit.device)
         k = min(n_neighbors, reference.size - 1)
         if k < 1:  # a one-cell dataset: its own prediction is all there is
-            mass[torch.as_tensor(cells, device=unit.device)] = coarse_probs[torch.as_tensor(cells, device=unit.device)]
+            mass[ref] = coarse_probs[ref]
             continue
         reference_unit = unit[ref]
         for start in range(0, cells.size, _CHUNK):

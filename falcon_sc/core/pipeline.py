@@ -205,9 +205,13 @@ def run_falcon(
             for stage, seconds in result.timings.items():  # stage times summed over all restarts
                 timings[stage] = timings.get(stage, 0.0) + seconds
             if best is None or objectives[-1] < best.objective["total"]:
-                best = result
+                best, kept = result, restart
         if config.reseed_rounds > 0 and single and fixed is None:
-            best = _reseeded(best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, progress)
+            reseeded = _reseeded(
+                best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, progress
+            )
+            kept = kept if reseeded is best else None  # a re-seeded run is none of the restarts
+            best = reseeded
         pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
         mass = None
         if config.coarse_check_neighbors > 0:
@@ -235,7 +239,7 @@ def run_falcon(
             classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),
             restart_objectives=objectives,
             restart_agreement=float(np.mean(pairs)) if pairs else None,
-            restart_labels=labels,
+            other_restart_labels=[other for i, other in enumerate(labels) if i != kept],
             neighbor_coarse_mass=mass,
             separation=separation,
             timings={"neighbors": t_knn, **timings},

@@ -59,7 +59,8 @@ class FalconResult:
     cuda_graph: bool = False  # whether training steps were replayed as a CUDA graph
     neighbors: NeighborGraph | None = None  # the graph the neighbour terms used
     coarse_blocks: tuple[int, ...] = ()  # coarse classes per dataset (columns of ``relationship``)
-    restart_labels: list[np.ndarray] = field(default_factory=list)  # each restart's ``labels`` (run_falcon)
+    # the ``labels`` of every restart other than the kept run (run_falcon), for the subtypes' stability
+    other_restart_labels: list[np.ndarray] = field(default_factory=list)
     # (n, K_C): the coarse mass of each cell's neighbours over all coarse classes (see core.label_check)
     neighbor_coarse_mass: np.ndarray | None = None
     # (K_F, 2): each subtype's split from its nearest sibling, statistic and p-value (see core.support)

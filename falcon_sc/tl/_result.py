@@ -117,11 +117,7 @@ def _support(result: FalconResult, labels, order, fine_names, parents, coarse_na
     of its split from the nearest sibling against a structure-free null
     (:func:`~falcon_sc.core.support.separation_test`), and ``supported``: at least ``min_cells`` cells, a
     stability of at least ``MIN_STABILITY`` and a p-value of at most ``MAX_P_VALUE`` (each where known)."""
-    others = list(result.restart_labels)
-    kept = next((i for i, other in enumerate(others) if np.array_equal(other, result.labels)), None)
-    if kept is not None:  # the kept run is one of the restarts: compare it with the others only
-        del others[kept]
-    stability = subtype_stability(result.labels, others, order.size)[order]
+    stability = subtype_stability(result.labels, result.other_restart_labels, order.size)[order]
     n_cells = np.bincount(labels, minlength=order.size)
     separation = np.full((order.size, 2), np.nan) if result.separation is None else result.separation[order]
     # NaN (single run, no sibling, no test) does not count against a subtype
