@@ -228,3 +228,37 @@ def test_views_need_a_network_and_a_single_dataset():
     # A valid M (each fine class under one coarse class, none empty) and predictions over the 60 examples.
     assert (result.relationship.sum(1) == 1).all() and (result.relationship.sum(0) >= 1).all()
     assert result.probs.shape == (60, 4) and np.allclose(result.probs.sum(1), 1, atol=1e-5)
+
+
+def test_divergence_guard_restores_the_saved_state_exactly():
+    """What the guard saves is a copy (later steps do not change it), and recovering loads it back bit for bit:
+    student, teacher and the optimiser's momentum, with the learning rate halved."""
+    from falcon_sc.core.training_state import DivergenceGuard
+
+    torch.manual_seed(0)
+    model = make_mlp(6, 4, n_layers=2, hidden_dim=8)
+    teacher = EMATeacher(model, 0.9)
+    optimizer = torch.optim.SGD(model.parameters(), lr=0.1, momentum=0.9)
+    x = torch.randn(32, 6)
+
+    def step():
+        optimizer.zero_grad()
+        model(x).logsumexp(1).mean().backward()
+        optimizer.step()
+        teacher.update(model)
+
+    step()
+    guard = DivergenceGuard(max_recoveries=1)
+    guard.save(model, teacher, optimizer)
+    saved = [t.clone() for t in (*model.state_dict().values(), *teacher.module.state_dict().values())]
+    momentum = [optimizer.state[p]["momentum_buffer"].clone() for p in model.parameters()]
+    for _ in range(3):
+        step()
+    assert not torch.equal(next(iter(model.state_dict().values())), saved[0])
+    guard.recover(model, teacher, optimizer, step=4)
+    restored = [*model.state_dict().values(), *teacher.module.state_dict().values()]
+    assert all(torch.equal(a, b) for a, b in zip(restored, saved, strict=True))
+    assert all(torch.equal(optimizer.state[p]["momentum_buffer"], m) for p, m in zip(model.parameters(), momentum))
+    assert guard.lr_scale == 0.5
+    with pytest.raises(FloatingPointError, match="did not recover after 1"):
+        guard.recover(model, teacher, optimizer, step=5)
