@@ -258,7 +258,9 @@ def test_divergence_guard_restores_the_saved_state_exactly():
     guard.recover(model, teacher, optimizer, step=4)
     restored = [*model.state_dict().values(), *teacher.module.state_dict().values()]
     assert all(torch.equal(a, b) for a, b in zip(restored, saved, strict=True))
-    assert all(torch.equal(optimizer.state[p]["momentum_buffer"], m) for p, m in zip(model.parameters(), momentum))
+    assert all(
+        torch.equal(optimizer.state[p]["momentum_buffer"], m) for p, m in zip(model.parameters(), momentum, strict=True)
+    )
     assert guard.lr_scale == 0.5
     with pytest.raises(FloatingPointError, match="did not recover after 1"):
         guard.recover(model, teacher, optimizer, step=5)
