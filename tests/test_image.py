@@ -333,7 +333,9 @@ def test_views_are_seeded_and_the_identity_crop_is_exact(cifar_root):
 
 
 def _run(root, out, *extra) -> int:
-    options = ["--epochs", "2", "--batch-size", "25", "--set", "n_neighbors=3", "--device", "cpu"]
+    # One sampled neighbour per image: the teacher's ResNet pass is most of a step's time on a CPU.
+    options = ["--epochs", "2", "--batch-size", "25", "--set", "n_neighbors=3", "--set", "n_sampled_neighbors=1"]
+    options += ["--device", "cpu"]
     options += ["--eval-every", "1", "--n-fine", "20", *extra]
     return runner_main(["--dataset", "cifar100", "--root", str(root), "--out", str(out), *options])
 
@@ -383,7 +385,8 @@ def test_runner_under_torchrun_with_two_processes(tiny_cifar_root, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     command += ["falcon_sc.image", "--dataset", "cifar100", "--root", str(tiny_cifar_root), "--out", str(out)]
-    command += ["--epochs", "1", "--batch-size", "24", "--set", "n_neighbors=3", "--device", "cpu", "--n-fine", "20"]
+    command += ["--epochs", "1", "--batch-size", "24", "--set", "n_neighbors=3", "--set", "n_sampled_neighbors=1"]
+    command += ["--device", "cpu", "--n-fine", "20"]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
