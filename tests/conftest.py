@@ -40,6 +40,10 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(f"session.{sessions[0]}"))
         elif shared:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
+    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+        # Workers take the tests (or groups) in this order: the long ones first, so that none is left to run
+        # alone at the end while the other worker idles (slow tests, then groups, then the rest).
+        items.sort(key=lambda item: (not item.get_closest_marker("slow"), not item.get_closest_marker("xdist_group")))
 
 
 @pytest.fixture(scope="session")
