@@ -1,5 +1,7 @@
 """Support of each subtype: stability across restarts and, with ``sample_key``, the samples it comes from."""
 
+from types import SimpleNamespace
+
 import matplotlib
 
 matplotlib.use("Agg")
@@ -37,29 +39,25 @@ def test_separation_test_tells_a_real_split_from_a_cut_through_one_population():
     assert np.isnan(p_alone).all()
 
 
-def _with_an_unstructured_class(seed: int):
-    """A class without substructure is given 3 subtypes, the others their true counts (seed 1: 1 / 3 / 1,
-    seed 3: 2 / 1 / 2): the simulated data, the counts and the name of that class."""
-    adata = fs.datasets.simulate_hierarchy(900, 300, 3, 5, fine_separation=2.0, random_state=seed)
-    truth = adata.obs.groupby("coarse", observed=True)["fine"].nunique()
-    plain = truth.index[truth == 1][0]
-    return adata, {c: 3 if c == plain else int(n) for c, n in truth.items()}, plain, truth
-
-
 @pytest.fixture(scope="module")
 def unstructured_class_run(request):
-    """``_with_an_unstructured_class`` discovered with the default preset, once per seed (the test's
-    parameter) for every test here."""
-    adata, counts, plain, truth = _with_an_unstructured_class(request.param)
+    """A class without substructure is given 3 subtypes, the others their true counts (seed 1: 1 / 3 / 1,
+    seed 3: 2 / 1 / 2; the seed is the test's parameter), discovered once with the default preset for every test
+    here: the simulated data, the counts, the run, the name of that class and the true counts."""
+    adata = fs.datasets.simulate_hierarchy(900, 300, 3, 5, fine_separation=2.0, random_state=request.param)
+    truth = adata.obs.groupby("coarse", observed=True)["fine"].nunique()
+    plain = truth.index[truth == 1][0]
+    counts = {c: 3 if c == plain else int(n) for c, n in truth.items()}
     discovered = fs.tl.discover_subtypes(adata, "coarse", n_fine=counts, progress=False, copy=True)
-    return request.param, adata, discovered, counts, plain, truth
+    return SimpleNamespace(adata=adata, counts=counts, discovered=discovered, plain=plain, truth=truth)
 
 
 @pytest.mark.parametrize("unstructured_class_run", [1, 3], indirect=True)
 def test_subtypes_asked_of_a_class_without_structure_are_flagged(unstructured_class_run):
     """The extra subtypes of the class without structure end tiny or empty and unstable, and no split of that
     class beats the structure-free null, so none of its subtypes is supported; the real ones are."""
-    _, _, adata, _, plain, truth = unstructured_class_run
+    run = unstructured_class_run
+    adata, plain, truth = run.discovered, run.plain, run.truth
     support = adata.uns["falcon"]["support"]
     assert list(support.columns) == ["parent", "n_cells", "stability", "separation", "p_value", "supported"]
     assert support["n_cells"].sum() == adata.n_obs
@@ -115,8 +113,8 @@ def test_report_joins_support_confidence_and_markers(separated_run):
 @pytest.mark.parametrize("unstructured_class_run", [1], indirect=True)
 def test_merge_unsupported_gives_the_cells_to_a_supported_sibling(unstructured_class_run, tmp_path, scanpy_log):
     """Seed 1: C0 has no substructure and is given 3 subtypes; merged, it keeps one and the rest are as before."""
-    _, shared, plain, counts, _, _ = unstructured_class_run
-    adata = shared.copy()  # the fixture's data stays as it is for the other tests
+    plain, counts = unstructured_class_run.discovered, unstructured_class_run.counts
+    adata = unstructured_class_run.adata.copy()  # the fixture's data stays as it is for the other tests
     assert counts == {"C0": 3, "C1": 3, "C2": 1}
     merged, model = fs.tl.discover_subtypes(
         adata, "coarse", n_fine=counts, progress=False, copy=True, merge_unsupported=True, return_model=True

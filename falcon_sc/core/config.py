@@ -133,6 +133,11 @@ class FalconConfig:
                 "neighbours sampled per step are drawn from the n_neighbors found. Lower it or raise n_neighbors."
             )
 
+    def min_subtype_cells(self, n_cells: int) -> int:
+        """Fewest cells a subtype of a run on ``n_cells`` cells may hold before it counts as (nearly) empty:
+        ``max(5, ⌈min_subtype_share · n_cells⌉)``."""
+        return max(5, int(np.ceil(self.min_subtype_share * n_cells)))
+
     def replace(self, **changes: Any) -> FalconConfig:
         """A copy with ``changes`` applied; unknown names raise a :class:`TypeError` listing valid ones."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}

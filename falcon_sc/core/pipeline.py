@@ -35,7 +35,7 @@ def _reseeded(best, x, coarse, graph, scores, timings, config: FalconConfig, n_c
     (:func:`~.allocation.reseed_empty`): warm-started from that partition and kept if FALCON's objective is
     lower. This is the move of a fine class from where it is redundant to where it splits real structure, which
     the M-step alone almost never makes."""
-    min_cells = max(5, int(np.ceil(config.min_subtype_share * coarse.size)))
+    min_cells = config.min_subtype_cells(coarse.size)
     for round_ in range(config.reseed_rounds):
         plan = reseed_empty(scores, best.labels, best.relationship, min_cells, random_state + round_)
         if plan is None:

@@ -67,7 +67,7 @@ def outputs_of(
     }
     if groups.datasets:
         uns["relationships"] = views
-    min_cells = max(5, int(np.ceil(config.min_subtype_share * labels.size)))
+    min_cells = config.min_subtype_cells(labels.size)
     uns["support"] = _support(result, labels, order, fine_names, parents, first_names, min_cells)
     model = FalconModel(
         result.classifier.reorder_outputs(order),
@@ -182,8 +182,7 @@ def sample_support(sample: pd.Series, labels: np.ndarray, fine_names: list[str],
 def report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
     """Name the subtypes that ended with fewer than ``max(5, min_subtype_share · n)`` cells (stored in
     ``uns[key]["small_subtypes"]``): FALCON found no cells for them, so n_fine is likely too large there."""
-    n_cells = outputs.labels.size
-    min_cells = max(5, int(np.ceil(config.min_subtype_share * n_cells)))
+    min_cells = config.min_subtype_cells(outputs.labels.size)
     counts = np.bincount(outputs.labels, minlength=len(outputs.fine_names))
     small = [name for name, count in zip(outputs.fine_names, counts, strict=True) if count < min_cells]
     outputs.uns["small_subtypes"] = np.asarray(small, dtype=object)
