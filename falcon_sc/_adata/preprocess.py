@@ -14,10 +14,11 @@ import torch
 from scanpy import logging as logg
 from scipy import sparse
 
+from ..core.config import PANEL_MAX_GENES
+
 TARGET_SUM = 1e4
-# Up to this many genes in the matrix, counts are taken to come from a targeted panel: normalising to a total
-# erases the cell-size information its total counts carry, so log1p(total counts) is kept as one more feature.
-PANEL_MAX_GENES = 500
+# Up to PANEL_MAX_GENES genes in the matrix, counts are taken to come from a targeted panel: normalising to a
+# total erases the cell-size information its total counts carry, so log1p(total counts) is kept as a feature.
 _SAMPLE_VALUES = 200_000
 _ROWS_PER_BLOCK = 8192
 

@@ -6,6 +6,7 @@ import dataclasses
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 
+import numpy as np
 import torch
 
 
@@ -113,6 +114,28 @@ def fit_pca(
         feature_scale=feature_scale,
         max_value=max_value,
     )
+
+
+@torch.no_grad()
+def class_pca_scores(
+    x: torch.Tensor, groups: np.ndarray, n_components: int, *, max_value: float | None = None
+) -> torch.Tensor:
+    """Each cell's scores on the top ``n_components`` PCs of its own group's cells, features z-scored inside
+    the group (``(n, n_components)`` float32; a group of ``m`` cells fills at most ``m − 1`` columns, the rest
+    stay 0).
+
+    Each group has its own axes, so the rows of two groups are not comparable: this is for searches within a
+    group (:func:`~.neighbors.within_group_neighbors`).
+    """
+    out = torch.zeros(x.shape[0], n_components, device=x.device)
+    for group in np.unique(groups):
+        members = torch.as_tensor(np.flatnonzero(groups == group), device=x.device)
+        cells = x[members]
+        q = min(n_components, members.numel() - 1)
+        if q < 1:
+            continue
+        out[members, :q] = fit_pca(cells, q, standardize=True, max_value=max_value).transform(cells)
+    return out
 
 
 def _top_axes(cov: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:

@@ -16,7 +16,7 @@ from .config import FalconConfig
 from .initial_relationship import fixed_relationship
 from .label_check import neighbor_coarse_mass
 from .neighbors import within_group_neighbors
-from .pca import fit_pca, fit_within_class_pca
+from .pca import class_pca_scores, fit_pca, fit_within_class_pca
 from .support import separation_test
 from .threads import cpu_threads, resolve_n_jobs
 from .trainer import FalconResult, train_falcon
@@ -125,13 +125,19 @@ def run_falcon(
             exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
             knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
             pca = None
+            # On a targeted panel the few genes that vary inside a coarse class weigh little next to those that
+            # tell the classes apart, so neighbours are searched on PCs computed inside each class (see config).
+            space = config.resolved_neighbor_space(x.shape[1])
+            class_scores = None
+            if space == "class_pca":
+                class_scores = class_pca_scores(x, coarse, config.class_pcs, max_value=config.max_value)
+                logger.info("neighbours searched on %d PCs computed inside each coarse class", config.class_pcs)
             if config.representation == "pca":
                 pca = fit_pca(
                     x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value
                 )
                 scores = pca.transform(x)
                 del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
-                graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
                 # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
                 # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
                 # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
@@ -147,10 +153,11 @@ def run_falcon(
                 pca, scores = fit.projection, fit.within_scores
                 x = pca.whiten(pca.transform(x))  # drops the gene matrix (unless the caller holds it)
                 del data
-                graph = within_group_neighbors(scores, coarse, config.n_neighbors, **knn)
             else:  # "genes"
                 scores = x
-                graph = within_group_neighbors(x, coarse, config.n_neighbors, **knn)
+            search = scores if class_scores is None else class_scores
+            graph = within_group_neighbors(search, coarse, config.n_neighbors, **knn)
+            del search, class_scores
         t_knn = time.perf_counter() - t0
         logger.info("within-class neighbours: %.2f s", t_knn)
         single = coarse_blocks is None or len(coarse_blocks) == 1
