@@ -363,6 +363,13 @@ def test_runner_end_to_end_and_resume_reproduces_the_uninterrupted_run(tiny_cifa
     assert _epoch_log(split) == _epoch_log(full)  # same losses, M changes and val metrics, epoch by epoch
 
 
+def test_runner_explains_an_empty_validation_split(tmp_path, capsys):
+    root = tmp_path / "one_per_class"
+    _write_cifar(root, n_train=1, n_test=1)
+    assert _run(root, tmp_path / "out") == 2
+    assert "validation split" in capsys.readouterr().err and not (tmp_path / "out" / "log.jsonl").exists()
+
+
 def _rescored(root: Path, out: Path) -> dict[str, float]:
     """The test metrics recomputed in this process from the run's saved network and M."""
     bench = get_benchmark("cifar100")

@@ -156,6 +156,11 @@ def run(args: argparse.Namespace) -> dict:
     if bench.imagenet:
         loader_options.update(hierarchy_dir=args.hierarchy_dir)
     splits = bench.loader(args.root, **loader_options)
+    if len(splits.val) == 0:
+        raise ValueError(
+            f"The validation split of {args.root} is empty: it takes a share of every fine class with at least two "
+            "training images, and here each class has one. Give the run more training images per class."
+        )
     if args.cache_dir and splits.train.paths is not None:
         prefix = f"{args.dataset}_{args.split_seed}_{splits.train.image_size}"
 
