@@ -1,0 +1,97 @@
+"""Where the within-class neighbours are searched: the classifier's PCs (default) or PCs computed inside each
+coarse class (``neighbor_space="class_pca"``), on few-gene simulations.
+
+sim-panel is the panel setting of ``bench/accuracy.py``, where the option was found; the ``check-*`` settings
+were made afterwards to see whether it carries over (other seeds, 60 to 300 genes, with and without cell-size
+effects, and two small 150/300-gene settings like those of the test suite). Default preset otherwise; prints
+ACC / ARI per setting and seed, and the mean change.
+
+    python bench/neighbor_space.py [--seeds 0] [--only NAME ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+
+import numpy as np
+import pandas as pd
+from simulations import SETTINGS
+
+import falcon_sc as fs
+from falcon_sc import metrics
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+_PANEL = dict(de_fraction=0.25, fine_separation=0.4, library_size_effect=0.5)
+#: name → keyword arguments of simulate_hierarchy
+CHECKS = {
+    "sim-panel": SETTINGS["sim-panel"],
+    "check-panel-40": dict(n_cells=6000, n_genes=40, n_coarse=6, n_fine=18, **_PANEL, random_state=6),
+    "check-panel-100": dict(
+        n_cells=6000, n_genes=100, n_coarse=6, n_fine=18, **{**_PANEL, "de_fraction": 0.2}, random_state=7
+    ),
+    "check-panel-300": dict(
+        n_cells=6000,
+        n_genes=300,
+        n_coarse=5,
+        n_fine=20,
+        de_fraction=0.1,
+        fine_separation=0.5,
+        imbalance=1.0,
+        random_state=8,
+    ),
+    "check-60-no-size": dict(
+        n_cells=4000, n_genes=60, n_coarse=4, n_fine=12, de_fraction=0.25, fine_separation=0.5, random_state=9
+    ),
+    "check-150": dict(n_cells=1500, n_genes=150, n_coarse=3, n_fine=9, fine_separation=1.0, random_state=4),
+    "check-300": dict(
+        n_cells=1500, n_genes=300, n_coarse=4, n_fine=12, fine_separation=1.5, imbalance=1.0, random_state=2
+    ),
+}
+SPACES = ("representation", "class_pca")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
+    parser.add_argument("--only", nargs="+", default=list(CHECKS), choices=list(CHECKS))
+    args = parser.parse_args()
+    rows = []
+    for name in args.only:
+        adata = fs.datasets.simulate_hierarchy(**CHECKS[name])
+        n_fine = adata.obs["fine"].nunique()
+        for seed in args.seeds:
+            for space in SPACES:
+                work = adata.copy()
+                start = time.perf_counter()
+                fs.tl.discover_subtypes(
+                    work, "coarse", n_fine=n_fine, random_state=seed, progress=False, neighbor_space=space
+                )
+                fine, labels = work.obs["fine"], work.obs["falcon"]
+                rows.append(
+                    dict(
+                        setting=name,
+                        genes=adata.n_vars,
+                        seed=seed,
+                        space=space,
+                        ACC=100 * metrics.cluster_accuracy(fine, labels),
+                        ARI=100 * metrics.adjusted_rand_index(fine, labels),
+                        seconds=time.perf_counter() - start,
+                    )
+                )
+                print(f"  {name} seed {seed} {space}: ACC {rows[-1]['ACC']:.1f} ARI {rows[-1]['ARI']:.1f}", flush=True)
+    table = pd.DataFrame(rows).pivot_table(index=["setting", "genes", "seed"], columns="space", values=["ACC", "ARI"])
+    print("\n| setting | genes | seed | ACC default | ACC class PCs | ARI default | ARI class PCs |")
+    print("|---|---|---|---|---|---|---|")
+    for (name, genes, seed), r in table.iterrows():
+        cells = " | ".join(f"{r[(m, s)]:.1f}" for m in ("ACC", "ARI") for s in SPACES)
+        print(f"| {name} | {genes} | {seed} | {cells} |")
+    change = {m: np.mean(table[(m, "class_pca")] - table[(m, "representation")]) for m in ("ACC", "ARI")}
+    print(f"\nmean change with class PCs: ACC {change['ACC']:+.1f}, ARI {change['ARI']:+.1f}")
+
+
+if __name__ == "__main__":
+    main()
