@@ -14,10 +14,10 @@ import torch
 from scanpy import logging as logg
 from scipy import sparse
 
-from ..core.config import PANEL_MAX_GENES
+from ..core.config import is_panel
 
 TARGET_SUM = 1e4
-# Up to PANEL_MAX_GENES genes in the matrix, counts are taken to come from a targeted panel: normalising to a
+# Up to core.config.PANEL_MAX_GENES genes, counts are taken to come from a targeted panel: normalising to a
 # total erases the cell-size information its total counts carry, so log1p(total counts) is kept as a feature.
 _SAMPLE_VALUES = 200_000
 _ROWS_PER_BLOCK = 8192
@@ -180,7 +180,7 @@ def prepare_input(
     Counts: seurat_v3 HVGs on the counts, ``normalize_total(1e4)`` on all genes, ``log1p``. Log-normalised
     input: scanpy's ``seurat`` HVG flavour on the values as they are. ``total_counts_feature`` appends
     ``log1p(total counts)`` of each cell as a last feature (counts only; ``"auto"``: when the matrix has at most
-    :data:`PANEL_MAX_GENES` genes, a targeted panel, see :func:`resolve_total_counts_feature`). Nothing is
+    ``core.config.PANEL_MAX_GENES`` genes, a targeted panel, see :func:`resolve_total_counts_feature`). Nothing is
     densified here; see
     :meth:`PreparedInput.to_tensor`. A backed matrix is read in row blocks; only gene selection (when
     ``n_top_genes`` is below the number of genes) needs it in memory, as a sparse matrix.
@@ -254,11 +254,11 @@ def prepare_embedding(adata: ad.AnnData, use_rep: str, *, expected_dims: int | N
 
 def resolve_total_counts_feature(choice: bool | str, input_kind: str, n_genes: int) -> bool:
     """Whether log1p(total counts) becomes a feature: ``"auto"`` for counts of a targeted panel (at most
-    :data:`PANEL_MAX_GENES` genes), where total counts carry cell size that normalisation erases."""
+    ``core.config.PANEL_MAX_GENES`` genes), where total counts carry cell size that normalisation erases."""
     if isinstance(choice, str):
         if choice != "auto":
             raise ValueError(f"total_counts_feature must be True, False or 'auto', got {choice!r}.")
-        return input_kind == "counts" and n_genes <= PANEL_MAX_GENES
+        return input_kind == "counts" and is_panel(n_genes)
     if choice and input_kind != "counts":
         raise ValueError(
             "total_counts_feature=True needs raw counts (their totals are cell sizes), but the input is "

@@ -14,6 +14,11 @@ import numpy as np
 PANEL_MAX_GENES = 500
 
 
+def is_panel(n_genes: int | None) -> bool:
+    """Whether an input of ``n_genes`` genes is a targeted panel (None: an embedding, never one)."""
+    return n_genes is not None and n_genes <= PANEL_MAX_GENES
+
+
 @dataclass(frozen=True)
 class FalconConfig:
     """Every hyperparameter of a FALCON run.
@@ -155,8 +160,7 @@ class FalconConfig:
         """The neighbour space for an input of ``n_features`` genes (None: an embedding, never a panel)."""
         if self.neighbor_space != "auto":
             return self.neighbor_space
-        panel = n_features is not None and n_features <= PANEL_MAX_GENES
-        return "class_pca" if panel else "representation"
+        return "class_pca" if is_panel(n_features) else "representation"
 
     def replace(self, **changes: Any) -> FalconConfig:
         """A copy with ``changes`` applied; unknown names raise a :class:`TypeError` listing valid ones."""

@@ -200,8 +200,6 @@ def discover_subtypes(
         # an embedding's dimensions are not genes: z-scoring them would give its trailing, mostly noise
         # dimensions the weight of the leading ones (simulated batch test: ARI 0.60 z-scored, 1.0 as they are)
         config = config.replace(standardize=False)
-    if use_rep is not None:
-        config = config.replace(neighbor_space=config.resolved_neighbor_space(None))  # an embedding is no panel
     settings = dict(
         n_fine=n_fine,
         n_fine_range=n_fine_range,
@@ -339,8 +337,10 @@ def _run(
         prepared = prepare_input(
             adata, layer=layer, n_top_genes=n_top_genes, batch_key=hvg_batch, total_counts_feature=total_counts_feature
         )
-        # decided on the genes, not the features (a panel's total-counts feature is one more column)
-        config = config.replace(neighbor_space=config.resolved_neighbor_space(len(prepared.genes)))
+    # "auto" is decided on the genes, not the features (a panel's total-counts feature is one more column);
+    # an embedding is never a panel
+    n_genes = None if use_rep is not None else len(prepared.genes)
+    config = config.replace(neighbor_space=config.resolved_neighbor_space(n_genes))
     # Densified block by block straight onto the device (held here until run_falcon returns).
     data = prepared.to_tensor(torch_device, storage_dtype(config))
     t_pre = time.perf_counter() - t0
