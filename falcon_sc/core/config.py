@@ -12,6 +12,11 @@ import numpy as np
 
 #: Inputs with at most this many genes are treated as targeted panels (spatial and other few-gene assays).
 PANEL_MAX_GENES = 500
+#: ``neighbor_space="auto"`` searches neighbours on PCs computed inside each coarse class for inputs of at most
+#: this many genes. Measured (bench/results/neighbor_space_cpu.md, seed 0, ACC / ARI change): up to 100 genes
+#: +13.3 / +15.4 (sim-panel), +4.0 / +4.1, +1.7 / +3.0, −0.8 / +6.3; with 150 and 300 genes −2.6 / −1.1,
+#: −0.9 / −3.0 and 0 / 0, and with 2,000 genes a loss (sim-hard −8.1, pbmc3k −2.6).
+CLASS_PCA_MAX_GENES = 100
 
 
 def is_panel(n_genes: int | None) -> bool:
@@ -74,12 +79,10 @@ class FalconConfig:
     # Where the within-class neighbours are searched. "representation": in what the classifier sees (the genes,
     # or their PCs above). "class_pca": on the top ``class_pcs`` PCs of the features z-scored inside each coarse
     # class, so that the few genes that vary within a class are not drowned by those that tell classes apart.
-    # "auto": "class_pca" for targeted panels (at most PANEL_MAX_GENES input genes), else "representation".
-    # Not a default yet (README, "What this shows"): on sim-panel it lifts ACC/ARI from 77.5 / 71.0 to
-    # 91.2 / 87.1 (3 seeds), but with 2,000 genes a purer graph trained worse (sim-hard kNN purity 0.85 → 0.94,
-    # yet ACC 77.9 → 69.8 on seed 0; pbmc3k 95.5 → 92.9), and on a 150-gene, 600-cell two-dataset test
-    # simulation one dataset fell from ≥ 90 to 89.3, so it waits for a check on real panels.
-    neighbor_space: Literal["representation", "class_pca", "auto"] = "representation"
+    # "auto" (the default): "class_pca" for inputs of at most CLASS_PCA_MAX_GENES genes, else "representation".
+    # On sim-panel (40 genes) it lifts ACC/ARI from 77.5 / 71.0 to 91.2 / 87.1 (3 seeds); with more genes a
+    # purer graph can train worse (sim-hard kNN purity 0.85 → 0.94, yet ACC 77.9 → 69.8 on seed 0).
+    neighbor_space: Literal["representation", "class_pca", "auto"] = "representation"  # the paper's
     class_pcs: int = 10
     ema_decay: float = 0.99
     # Soft → hard targets (cosine) and the balance weight λ_M both act during this first part of training.
@@ -160,7 +163,8 @@ class FalconConfig:
         """The neighbour space for an input of ``n_features`` genes (None: an embedding, never a panel)."""
         if self.neighbor_space != "auto":
             return self.neighbor_space
-        return "class_pca" if is_panel(n_features) else "representation"
+        few_genes = n_features is not None and n_features <= CLASS_PCA_MAX_GENES
+        return "class_pca" if few_genes else "representation"
 
     def replace(self, **changes: Any) -> FalconConfig:
         """A copy with ``changes`` applied; unknown names raise a :class:`TypeError` listing valid ones."""
@@ -288,6 +292,8 @@ PAPER = FalconConfig()
 #:   the size split was 4 edits off);
 #: - restarts alternate between a warm start from k-means inside each coarse class under that M and a cold
 #:   start (M from class sizes); the objective picks (sim-hard seed 0: ACC 68.3 → 77.9; sim-8x20 89.7 → 100);
+#: - neighbours on PCs computed inside each coarse class for inputs of at most 100 genes (targeted panels):
+#:   sim-panel 77.5 / 71.0 → 91.2 / 87.1 (3 seeds), mixed from 150 genes up (see CLASS_PCA_MAX_GENES);
 #: - gradient clipping at norm 5 (one paper-preset seed diverged at lr 0.1);
 #: - one run (no restarts) above 50,000 cells (100k simulated cells: 3 restarts gave ACC 79.9 vs 78.5 for
 #:   the first run alone, at twice the time), and approximate kNN on the CPU for classes above 100,000 cells
@@ -304,6 +310,7 @@ DEFAULT = PAPER.replace(
     marginal_divergence="reverse",
     lambda_reg_hard=0.2,
     relationship_init="proportional",
+    neighbor_space="auto",
     allocation="structure",
     warm_start="alternate",
     first_solve_fraction=0.3,
