@@ -332,9 +332,13 @@ def test_views_are_seeded_and_the_identity_crop_is_exact(cifar_root):
 # ------------------------------------------------------------------------------------------------ runner
 
 
+TEST_WIDTH = 16
+
+
 def _run(root, out, *extra) -> int:
-    # One sampled neighbour per image: the teacher's ResNet pass is most of a step's time on a CPU.
+    # One sampled neighbour per image and a quarter-width ResNet: the ResNet passes are most of a CPU step.
     options = ["--epochs", "2", "--batch-size", "25", "--set", "n_neighbors=3", "--set", "n_sampled_neighbors=1"]
+    options += ["--width", str(TEST_WIDTH)]
     options += ["--device", "cpu"]
     options += ["--eval-every", "1", "--n-fine", "20", *extra]
     return runner_main(["--dataset", "cifar100", "--root", str(root), "--out", str(out), *options])
@@ -354,6 +358,7 @@ def test_runner_end_to_end_and_resume_reproduces_the_uninterrupted_run(tiny_cifa
     assert _run(tiny_cifar_root, split) == 2  # a run is there: refuses to start over
     assert "--resume" in capsys.readouterr().err
     assert _run(tiny_cifar_root, split, "--resume", "--lr", "0.2") == 2  # different settings
+    assert _run(tiny_cifar_root, split, "--resume", "--width", "64") == 2  # another network
     with open(split / "log.jsonl", "a") as handle:  # as if killed after logging epoch 2, before its checkpoint
         handle.write('{"epoch": 2, "total": 0.0}\n')
     assert _run(tiny_cifar_root, split, "--resume") == 0
@@ -374,7 +379,7 @@ def _rescored(root: Path, out: Path) -> dict[str, float]:
     """The test metrics recomputed in this process from the run's saved network and M."""
     bench = get_benchmark("cifar100")
     splits = bench.loader(root, seed=0)
-    network, _ = build_network(bench.backbone, 20)
+    network, _ = build_network(bench.backbone, 20, width=TEST_WIDTH)
     network.load_state_dict(torch.load(out / "network.pt", map_location="cpu", weights_only=True))
     relationship = np.loadtxt(out / "relationship.csv", delimiter=",", skiprows=1, usecols=range(1, 21))
     stats = bench.stats or channel_stats(splits.train)
@@ -393,7 +398,7 @@ def test_runner_under_torchrun_with_two_processes(tiny_cifar_root, tmp_path):
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     command += ["falcon_sc.image", "--dataset", "cifar100", "--root", str(tiny_cifar_root), "--out", str(out)]
     command += ["--epochs", "1", "--batch-size", "24", "--set", "n_neighbors=3", "--set", "n_sampled_neighbors=1"]
-    command += ["--device", "cpu", "--n-fine", "20"]
+    command += ["--device", "cpu", "--n-fine", "20", "--width", str(TEST_WIDTH)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]

@@ -103,10 +103,12 @@ def build_network(
     weights: str | Path | None = None,
     prefix_map: dict[str, str] | None = None,
     seed: int = 0,
+    width: int = 64,
 ) -> tuple[FineNetwork, CheckpointReport | None]:
-    """A seeded :class:`~.backbones.FineNetwork`, its backbone loaded from ``weights`` if given."""
+    """A seeded :class:`~.backbones.FineNetwork` (``width`` as in :func:`~.backbones.build_backbone`), its
+    backbone loaded from ``weights`` if given."""
     torch.manual_seed(seed)
-    network = FineNetwork(build_backbone(backbone, in_channels=in_channels), n_fine)
+    network = FineNetwork(build_backbone(backbone, in_channels=in_channels, width=width), n_fine)
     report = load_backbone_weights(network.backbone, weights, prefix_map=prefix_map) if weights is not None else None
     return network, report
 

@@ -2,40 +2,18 @@
 
 from __future__ import annotations
 
-import dataclasses
-import functools
-import numbers
-import time
-import warnings
 from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 import anndata as ad
-import numpy as np
-from scanpy import logging as logg
 
-from .. import __version__
-from .._adata.device import resolve_device
-from .._adata.labels import (
-    COARSE_COLUMN,
-    DATASET_COLUMN,
-    checked_labels,
-    coarse_groups,
-    combine,
-    is_collection,
-    named_objects,
-)
-from .._adata.outputs import Outputs, write_outputs
-from .._adata.preprocess import prepare_embedding, prepare_input
+from .._adata.labels import COARSE_COLUMN, DATASET_COLUMN, combine, is_collection, named_objects
+from .._adata.outputs import write_outputs
 from .._docs import doc_key_added, doc_layer, doc_params
-from ..core import FalconConfig, fixed_relationship, get_config, run_falcon
-from ..core.estimate import check_bounds, estimate_n_fine
-from ..core.threads import cpu_threads, resolve_n_jobs
-from ..core.trainer import storage_dtype
+from ..core import FalconConfig, get_config
+from ..core.threads import resolve_n_jobs
 from ..falcon_model import FalconModel
-from ._auto_n_fine import estimate_summary, refine_n_fine
-from ._result import merge_unsupported as merge_unsupported_subtypes
-from ._result import outputs_of, report_small_subtypes, sample_support
+from ._compute import run_discovery
 
 
 @doc_params(doc_key_added=doc_key_added, doc_layer=doc_layer)
@@ -229,7 +207,7 @@ def discover_subtypes(
             "copy=True is not supported for a backed AnnData (a copy would have to be written to disk). Use "
             "copy=False (results go to the in-memory obs/obsm/uns) or load it with adata.to_memory() first."
         )
-    outputs = _run(adata, coarse_key, dataset_key, **settings)
+    outputs = run_discovery(adata, coarse_key, dataset_key, **settings)
     adata = adata.copy() if copy else adata
     write_outputs(adata, key_added, outputs)
     return _returned(adata if copy else None, outputs.model if return_model else None)
@@ -258,7 +236,7 @@ def _discover_objects(adatas, coarse_key, *, copy: bool, return_model: bool, **s
     if len(keys) != len(objects):
         raise ValueError(f"Got {len(keys)} coarse keys for {len(objects)} AnnData objects; give one or one each.")
     combined = combine(objects, keys, layer=settings["layer"], batch_key=settings["batch_key"])
-    outputs = _run(combined, COARSE_COLUMN, DATASET_COLUMN, **(settings | {"layer": None}))
+    outputs = run_discovery(combined, COARSE_COLUMN, DATASET_COLUMN, **(settings | {"layer": None}))
     outputs.uns["params"].update(coarse_key=keys, dataset_key=None, layer=settings["layer"])
     results = {name: (objects[name].copy() if copy else objects[name]) for name in objects}
     start = 0
@@ -271,232 +249,3 @@ def _discover_objects(adatas, coarse_key, *, copy: bool, return_model: bool, **s
     if copy:
         copies = results if isinstance(adatas, Mapping) else list(results.values())
     return _returned(copies, outputs.model if return_model else None)
-
-
-def _run(
-    adata,
-    coarse_key,
-    dataset_key,
-    *,
-    n_fine,
-    n_fine_range,
-    key_added,
-    layer,
-    use_rep,
-    batch_key,
-    sample_key,
-    merge_unsupported,
-    n_top_genes,
-    total_counts_feature,
-    preset,
-    config,
-    random_state,
-    device,
-    n_jobs,
-    progress,
-) -> Outputs:
-    """The whole computation, writing nothing: validated inputs → preprocessing → FALCON → outputs."""
-    start = logg.info(f"discovering subtypes of {coarse_key!r} with FALCON")
-    t_start = time.perf_counter()
-    torch_device = resolve_device(device)
-    _check_use_rep(use_rep, layer=layer, batch_key=batch_key, total_counts_feature=total_counts_feature)
-    if adata.n_obs == 0 or (adata.n_vars == 0 and use_rep is None):
-        raise ValueError(f"adata is empty ({adata.n_obs} cells × {adata.n_vars} genes); nothing to discover.")
-    groups = coarse_groups(adata, coarse_key, dataset_key)
-    if groups.datasets and isinstance(n_fine, Mapping):
-        raise ValueError("n_fine as a per-class mapping fixes one dataset's relationship; give an int with datasets.")
-    auto = isinstance(n_fine, str) and n_fine == "auto"
-    if n_fine_range is not None and not auto:
-        raise ValueError("n_fine_range bounds the estimate of n_fine='auto'; with a given n_fine, leave it out.")
-    if auto:
-        upper = check_bounds(n_fine_range, max(groups.blocks), adata.n_obs)[1]  # fails before any computation
-        fixed, n_fine_total = None, None
-    else:
-        fixed, n_fine_total = _fine_spec(n_fine, groups.coarse_names, adata.n_obs)
-    if batch_key is not None and batch_key not in adata.obs:
-        raise KeyError(f"batch_key {batch_key!r} is not a column of adata.obs; available: {list(adata.obs)}.")
-    if sample_key is not None:
-        checked_labels(adata, sample_key, "sample_key")
-    if merge_unsupported and groups.datasets:
-        raise ValueError("merge_unsupported works on one dataset's subtypes; leave it out with dataset_key.")
-    if not adata.obs_names.is_unique:
-        warnings.warn(
-            "adata.obs_names are not unique; results are stored by position. Call adata.obs_names_make_unique() "
-            "to be able to match cells by name.",
-            UserWarning,
-            stacklevel=3,
-        )
-    if groups.datasets:
-        logg.info(f"    {len(groups.datasets)} datasets with {groups.blocks} coarse classes")
-
-    t0 = time.perf_counter()
-    hvg_batch = batch_key if batch_key is not None or not groups.datasets else dataset_key
-    if use_rep is not None:
-        prepared = prepare_embedding(adata, use_rep)
-    else:
-        prepared = prepare_input(
-            adata, layer=layer, n_top_genes=n_top_genes, batch_key=hvg_batch, total_counts_feature=total_counts_feature
-        )
-    # "auto" is decided on the genes, not the features (a panel's total-counts feature is one more column);
-    # an embedding is never a panel
-    n_genes = None if use_rep is not None else len(prepared.genes)
-    config = config.replace(neighbor_space=config.resolved_neighbor_space(n_genes))
-    # Densified block by block straight onto the device (held here until run_falcon returns).
-    data = prepared.to_tensor(torch_device, storage_dtype(config))
-    t_pre = time.perf_counter() - t0
-    reads_totals = prepared.log_totals is not None
-    if use_rep is not None:
-        logg.info(f"    using the {len(prepared.genes)} dimensions of obsm[{use_rep!r}]")
-    else:
-        logg.info(
-            f"    using {len(prepared.genes)} genes of {prepared.input_kind} input"
-            + (" and log1p(total counts) as a feature (targeted panel: cell size)" if reads_totals else "")
-        )
-    run = functools.partial(
-        run_falcon,
-        data,
-        groups.codes,
-        n_coarse=int(sum(groups.blocks)),
-        fixed=fixed,
-        coarse_blocks=groups.blocks,
-        config=config,
-        random_state=random_state,
-        device=torch_device,
-        progress=progress,
-        n_jobs=n_jobs,
-    )
-    estimate = refinement = None
-    if auto:
-        t0 = time.perf_counter()
-        with cpu_threads(n_jobs):
-            estimate = estimate_n_fine(
-                data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state
-            )
-        t_estimate = time.perf_counter() - t0
-        logg.info(f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
-        # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
-        run = functools.partial(run, initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]])
-        result, refinement = refine_n_fine(run, estimate.n_fine, upper)
-        n_fine_total = result.relationship.shape[0]
-    else:
-        result = run(n_fine=n_fine_total)
-    del data
-    timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
-    if auto:
-        timings["n_fine_estimate"] = t_estimate
-    result = dataclasses.replace(result, timings=timings)
-
-    params = {
-        "coarse_key": coarse_key,
-        "dataset_key": dataset_key,
-        "datasets": groups.datasets or None,
-        "n_fine": n_fine_total,
-        "n_fine_auto": auto,
-        "n_fine_range": list(n_fine_range) if n_fine_range is not None else None,
-        "fine_fixed": fixed is not None,
-        "layer": layer,
-        "use_rep": use_rep,
-        "batch_key": batch_key,
-        "sample_key": sample_key,
-        "merge_unsupported": merge_unsupported,
-        "n_top_genes": n_top_genes,
-        "input_kind": prepared.input_kind,
-        "total_counts_feature": reads_totals,
-        "preset": preset if isinstance(preset, str) else "custom",
-        "random_state": random_state,
-        "device": str(torch_device),
-        "n_jobs": n_jobs,
-        "config": config.to_dict(),
-        "schedule": dict(
-            batch_size=result.schedule.batch_size,
-            steps_per_epoch=result.schedule.steps_per_epoch,
-            epochs=result.schedule.epochs,
-            total_steps=result.schedule.total_steps,
-            solve_every=result.schedule.solve_every,
-        ),
-        "falcon_sc_version": __version__,
-    }
-    outputs = outputs_of(result, groups, prepared.genes, params, config, prepared.description())
-    report_small_subtypes(outputs, config)
-    if sample_key is not None:
-        samples = sample_support(adata.obs[sample_key], outputs.labels, outputs.fine_names, min_cells=5)
-        outputs.uns["support"] = outputs.uns["support"].join(samples)
-        single = [f for f in samples.index[samples["one_sample"]] if outputs.uns["support"].loc[f, "n_cells"] > 0]
-        if single:
-            logg.warning(
-                f"{len(single)} subtype(s) come from one {sample_key!r} value ({', '.join(single[:8])}"
-                f"{', …' if len(single) > 8 else ''}): they may be a donor or batch effect, not a cell state."
-            )
-    if merge_unsupported:
-        merged = merge_unsupported_subtypes(outputs)
-        outputs.uns["params"]["merged"] = merged
-        outputs.model.training["merged"] = merged
-        if merged:
-            logg.warning(
-                f"merged {len(merged)} unsupported subtype(s) into a sibling: "
-                + ", ".join(f"{name} → {into}" for name, into in merged.items())
-            )
-    if estimate is not None:
-        kept = result.relationship.sum(0)  # fine classes per (dataset, coarse class) in the kept result
-        outputs.uns["n_fine_estimate"] = estimate_summary(estimate, refinement, kept, groups, n_fine_range)
-    logg.info(
-        "    finished",
-        time=start,
-        deep=(
-            f"added\n    .obs[{key_added!r}], .obs['{key_added}_confidence'] (fine labels, confidence)\n"
-            f"    .obsm['{key_added}_probs'] (fine-class probabilities)\n"
-            f"    .uns[{key_added!r}] (relationship, history, params)"
-        ),
-    )
-    return outputs
-
-
-def _check_use_rep(use_rep, *, layer, batch_key, total_counts_feature) -> None:
-    """``use_rep`` replaces the genes: options that only act on genes are refused with it."""
-    if use_rep is None:
-        return
-    if not isinstance(use_rep, str):
-        raise TypeError(f"use_rep must be a key of adata.obsm (a string), got {use_rep!r}.")
-    given = {"layer": layer, "batch_key": batch_key, "total_counts_feature": total_counts_feature is True}
-    clash = [name for name, value in given.items() if value not in (None, False)]
-    if clash:
-        raise ValueError(
-            f"use_rep={use_rep!r} replaces the genes, so {clash} would have no effect. Leave them out (correct "
-            "batches when computing the embedding), or drop use_rep to work on genes."
-        )
-
-
-def _fine_spec(n_fine, coarse_names: list[list[str]], n_cells: int) -> tuple[np.ndarray | None, int]:
-    """The fixed relationship (for a per-class mapping) or None, and the total number of fine classes.
-
-    ``coarse_names`` lists each dataset's coarse classes; a mapping is only accepted for one dataset."""
-    n_coarse = max(len(names) for names in coarse_names)
-    if isinstance(n_fine, Mapping):
-        coarse_names = coarse_names[0]
-        keys = {str(k) for k in n_fine}
-        names = [str(c) for c in coarse_names]
-        unknown = sorted(keys - set(names))
-        absent = [c for c in names if c not in keys]
-        if unknown or absent:
-            raise ValueError(
-                "n_fine as a mapping must give a count for every coarse class and nothing else; "
-                f"unknown classes: {unknown}, missing classes: {absent}."
-            )
-        by_name = {str(k): v for k, v in n_fine.items()}
-        counts = [by_name[c] for c in names]
-        if any(not isinstance(v, numbers.Integral) or isinstance(v, bool) or v < 1 for v in counts):
-            raise ValueError(f"Every per-class fine count must be an integer ≥ 1, got {by_name}.")
-        fixed = fixed_relationship(np.asarray(counts))
-        total = int(sum(counts))
-    elif isinstance(n_fine, numbers.Integral) and not isinstance(n_fine, bool):
-        fixed, total = None, int(n_fine)
-        if total < n_coarse:
-            raise ValueError(
-                f"n_fine={total} is smaller than the {n_coarse} coarse classes of a dataset; every coarse class needs "
-                f"at least one fine class, so use n_fine ≥ {n_coarse}."
-            )
-    else:
-        raise TypeError(f'n_fine must be an int, "auto" or a mapping {{coarse class: count}}, got {n_fine!r}.')
-    if total > n_cells:
-        raise ValueError(f"n_fine={total} exceeds the number of cells ({n_cells}); use fewer fine classes.")
-    return fixed, total
