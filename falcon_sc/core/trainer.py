@@ -101,7 +101,8 @@ def _warm_start(model, teacher: EMATeacher, views: InputViews, labels, batch: in
     copy it into the teacher: training starts from that partition instead of from random predictions."""
     device = generator.device
     labels = torch.as_tensor(np.asarray(labels, dtype=np.int64), device=device)
-    optimizer = torch.optim.SGD(model.parameters(), lr=config.lr, momentum=config.momentum)
+    parameters = list(model.parameters())
+    optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum)
     n = labels.numel()
     for _ in range(config.warm_start_steps):
         idx = torch.randint(n, (min(batch, n),), generator=generator, device=device)
@@ -109,7 +110,7 @@ def _warm_start(model, teacher: EMATeacher, views: InputViews, labels, batch: in
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         optimizer.step()
     teacher.module.load_state_dict(model.state_dict())
 
@@ -205,9 +206,8 @@ def train_falcon(
         network = make_mlp(views.x.shape[1], n_fine, n_layers=config.n_layers, hidden_dim=config.hidden_dim)
     model = network.to(device)
     teacher = EMATeacher(model, config.ema_decay)
-    optimizer = torch.optim.SGD(
-        model.parameters(), lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay
-    )
+    parameters = list(model.parameters())  # listed once: walking the modules every step is CPU overhead
+    optimizer = torch.optim.SGD(parameters, lr=config.lr, momentum=config.momentum, weight_decay=config.weight_decay)
     student = model
     if world_size > 1:
         ids = [device.index] if device.type == "cuda" else None
@@ -263,7 +263,7 @@ def train_falcon(
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
         if config.grad_clip is not None:
-            torch.nn.utils.clip_grad_norm_(model.parameters(), config.grad_clip)
+            torch.nn.utils.clip_grad_norm_(parameters, config.grad_clip)
         optimizer.step()
         teacher.update(model)
         # Finiteness is checked at the next checkpoint, not here: a check per step would make the host
