@@ -1,10 +1,12 @@
-"""Where the within-class neighbours are searched: the classifier's PCs (default) or PCs computed inside each
-coarse class (``neighbor_space="class_pca"``), on few-gene simulations.
+"""Where the within-class neighbours are searched: the classifier's PCs (``"representation"``) or PCs computed
+inside each coarse class (``"class_pca"``), on few-gene simulations. The default ``"auto"`` takes class PCs for
+inputs of at most 100 genes, a limit read from this benchmark.
 
 sim-panel is the panel setting of ``bench/accuracy.py``, where the option was found; the ``check-*`` settings
 were made afterwards to see whether it carries over (other seeds, 60 to 300 genes, with and without cell-size
-effects, and two small 150/300-gene settings like those of the test suite). Default preset otherwise; prints
-ACC / ARI per setting and seed, and the mean change.
+effects, and two small 150/300-gene settings like those of the test suite); check-panel-33 (7 → 31) was added
+after "auto" became the default. Default preset otherwise; prints ACC / ARI per setting and seed, and the mean
+change.
 
     python bench/neighbor_space.py [--seeds 0] [--only NAME ...]
 """
@@ -43,6 +45,8 @@ CHECKS = {
         imbalance=1.0,
         random_state=8,
     ),
+    # added after "auto" became the default, to check it at the shape of a small tissue panel (7 → 31, 33 genes)
+    "check-panel-33": dict(n_cells=5000, n_genes=33, n_coarse=7, n_fine=31, **_PANEL, imbalance=1.0, random_state=10),
     "check-60-no-size": dict(
         n_cells=4000, n_genes=60, n_coarse=4, n_fine=12, de_fraction=0.25, fine_separation=0.5, random_state=9
     ),
@@ -84,7 +88,7 @@ def main() -> None:
                 )
                 print(f"  {name} seed {seed} {space}: ACC {rows[-1]['ACC']:.1f} ARI {rows[-1]['ARI']:.1f}", flush=True)
     table = pd.DataFrame(rows).pivot_table(index=["setting", "genes", "seed"], columns="space", values=["ACC", "ARI"])
-    print("\n| setting | genes | seed | ACC default | ACC class PCs | ARI default | ARI class PCs |")
+    print("\n| setting | genes | seed | ACC representation | ACC class PCs | ARI representation | ARI class PCs |")
     print("|---|---|---|---|---|---|---|")
     for (name, genes, seed), r in table.iterrows():
         cells = " | ".join(f"{r[(m, s)]:.1f}" for m in ("ACC", "ARI") for s in SPACES)

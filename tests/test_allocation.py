@@ -203,6 +203,7 @@ def test_a_panel_model_reads_total_counts_again_on_new_cells(panel, tmp_path):
         return_model=True,
         min_total_steps=200,
         n_restarts=1,
+        neighbor_space="auto",
     )
     assert adata.uns["falcon"]["params"]["total_counts_feature"]
     assert adata.uns["falcon"]["params"]["config"]["neighbor_space"] == "class_pca"  # "auto", resolved: 30 genes
@@ -233,12 +234,12 @@ def test_class_pca_scores_are_each_classes_own_components(structured_sim):
     assert np.all(scores[2] == 0)
 
 
-def test_neighbour_space_auto_means_class_pcs_on_few_genes_only():
-    assert DEFAULT.neighbor_space == "auto" and PAPER.neighbor_space == "representation"
-    assert DEFAULT.resolved_neighbor_space(CLASS_PCA_MAX_GENES) == "class_pca"
-    assert DEFAULT.resolved_neighbor_space(CLASS_PCA_MAX_GENES + 1) == "representation"
-    assert DEFAULT.resolved_neighbor_space(None) == "representation"  # an embedding
-    assert PAPER.resolved_neighbor_space(30) == "representation"
+def test_neighbour_space_auto_means_class_pcs_on_panels_only():
+    auto = DEFAULT.replace(neighbor_space="auto")
+    assert auto.resolved_neighbor_space(CLASS_PCA_MAX_GENES) == "class_pca"
+    assert auto.resolved_neighbor_space(CLASS_PCA_MAX_GENES + 1) == "representation"
+    assert auto.resolved_neighbor_space(None) == "representation"  # an embedding
+    assert DEFAULT.resolved_neighbor_space(30) == PAPER.resolved_neighbor_space(30) == "representation"
     assert DEFAULT.replace(neighbor_space="class_pca").resolved_neighbor_space(None) == "class_pca"
 
 

@@ -13,9 +13,10 @@ import numpy as np
 #: Inputs with at most this many genes are treated as targeted panels (spatial and other few-gene assays).
 PANEL_MAX_GENES = 500
 #: ``neighbor_space="auto"`` searches neighbours on PCs computed inside each coarse class for inputs of at most
-#: this many genes. Measured (bench/results/neighbor_space_cpu.md, seed 0, ACC / ARI change): up to 100 genes
-#: +13.3 / +15.4 (sim-panel), +4.0 / +4.1, +1.7 / +3.0, −0.8 / +6.3; with 150 and 300 genes −2.6 / −1.1,
-#: −0.9 / −3.0 and 0 / 0, and with 2,000 genes a loss (sim-hard −8.1, pbmc3k −2.6).
+#: this many genes. Measured (bench/results/neighbor_space_cpu.md, seed 0 unless stated, ACC / ARI change): up to
+#: 100 genes +13.3 / +15.4 (sim-panel), +4.0 / +4.1, +1.7 / +3.0, −0.8 / +6.3, and −4.0 / −7.0 (33 genes,
+#: 7 → 31, 2 seeds); with 150 and 300 genes −2.6 / −1.1, −0.9 / −3.0 and 0 / 0; with 2,000 genes a loss
+#: (sim-hard −8.1, pbmc3k −2.6). Not the default for that reason.
 CLASS_PCA_MAX_GENES = 100
 
 
@@ -79,10 +80,11 @@ class FalconConfig:
     # Where the within-class neighbours are searched. "representation": in what the classifier sees (the genes,
     # or their PCs above). "class_pca": on the top ``class_pcs`` PCs of the features z-scored inside each coarse
     # class, so that the few genes that vary within a class are not drowned by those that tell classes apart.
-    # "auto" (the default): "class_pca" for inputs of at most CLASS_PCA_MAX_GENES genes, else "representation".
-    # On sim-panel (40 genes) it lifts ACC/ARI from 77.5 / 71.0 to 91.2 / 87.1 (3 seeds); with more genes a
-    # purer graph can train worse (sim-hard kNN purity 0.85 → 0.94, yet ACC 77.9 → 69.8 on seed 0).
-    neighbor_space: Literal["representation", "class_pca", "auto"] = "representation"  # the paper's
+    # "auto": "class_pca" for inputs of at most CLASS_PCA_MAX_GENES genes, else "representation". Not the
+    # default (README, "What this shows"): on sim-panel it lifts ACC/ARI from 77.5 / 71.0 to 91.2 / 87.0
+    # (3 seeds), but on a 33-gene 7 → 31 check panel it loses (2 seeds: ACC −4.0, ARI −7.0), and with 2,000
+    # genes a purer graph trained worse (sim-hard kNN purity 0.85 → 0.94, yet ACC 77.9 → 69.8 on seed 0).
+    neighbor_space: Literal["representation", "class_pca", "auto"] = "representation"
     class_pcs: int = 10
     ema_decay: float = 0.99
     # Soft → hard targets (cosine) and the balance weight λ_M both act during this first part of training.
@@ -292,8 +294,6 @@ PAPER = FalconConfig()
 #:   the size split was 4 edits off);
 #: - restarts alternate between a warm start from k-means inside each coarse class under that M and a cold
 #:   start (M from class sizes); the objective picks (sim-hard seed 0: ACC 68.3 → 77.9; sim-8x20 89.7 → 100);
-#: - neighbours on PCs computed inside each coarse class for inputs of at most 100 genes (targeted panels):
-#:   sim-panel 77.5 / 71.0 → 91.2 / 87.1 (3 seeds), mixed from 150 genes up (see CLASS_PCA_MAX_GENES);
 #: - gradient clipping at norm 5 (one paper-preset seed diverged at lr 0.1);
 #: - one run (no restarts) above 50,000 cells (100k simulated cells: 3 restarts gave ACC 79.9 vs 78.5 for
 #:   the first run alone, at twice the time), and approximate kNN on the CPU for classes above 100,000 cells
@@ -310,7 +310,6 @@ DEFAULT = PAPER.replace(
     marginal_divergence="reverse",
     lambda_reg_hard=0.2,
     relationship_init="proportional",
-    neighbor_space="auto",
     allocation="structure",
     warm_start="alternate",
     first_solve_fraction=0.3,
