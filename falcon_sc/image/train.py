@@ -105,7 +105,7 @@ def build_network(
     seed: int = 0,
     width: int = 64,
 ) -> tuple[FineNetwork, CheckpointReport | None]:
-    """A seeded :class:`~.backbones.FineNetwork` (``width`` as in :func:`~.backbones.build_backbone`), its
+    """A seeded :class:`~.backbones.FineNetwork` (``width`` as in :func:`~falcon_sc.image.build_backbone`), its
     backbone loaded from ``weights`` if given."""
     torch.manual_seed(seed)
     network = FineNetwork(build_backbone(backbone, in_channels=in_channels, width=width), n_fine)
