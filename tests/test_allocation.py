@@ -234,7 +234,7 @@ def test_class_pca_scores_are_each_classes_own_components(structured_sim):
     assert np.all(scores[2] == 0)
 
 
-def test_neighbour_space_auto_means_class_pcs_on_panels_only():
+def test_neighbour_space_auto_means_class_pcs_on_few_genes_only():
     auto = DEFAULT.replace(neighbor_space="auto")
     assert auto.resolved_neighbor_space(CLASS_PCA_MAX_GENES) == "class_pca"
     assert auto.resolved_neighbor_space(CLASS_PCA_MAX_GENES + 1) == "representation"
