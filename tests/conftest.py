@@ -2,6 +2,7 @@
 
 import os
 
+import numba
 import pytest
 import scanpy as sc
 import torch
@@ -12,13 +13,18 @@ import falcon_sc as fs
 
 def pytest_configure(config):
     """Under pytest-xdist, each worker takes its share of the cores (and so do the processes it starts): two
-    workers with two threads each on two cores ran the suite no faster than one process (5 min 11 s)."""
+    workers with two threads each on two cores ran the suite no faster than one process (5 min 11 s).
+
+    numba's pool is limited too: its OpenMP layer shares torch's OpenMP runtime, so a numba-parallel scanpy
+    call (``rank_genes_groups`` in the marker tests) reset torch to every core behind our back, and the image
+    runner test that followed on the same worker took 22–35 s instead of 4 s next to the other worker."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
         threads = max(1, (os.cpu_count() or 1) // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
         threadpool_limits(threads)
+        numba.set_num_threads(threads)
 
 
 @pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the groups
