@@ -10,6 +10,10 @@ from threadpoolctl import threadpool_limits
 
 import falcon_sc as fs
 
+#: The one fast training setting of tests that check behaviour, not accuracy (a test module adds its own data
+#: options, such as ``n_top_genes``): 200 steps and a single run instead of 1,500 steps and three restarts.
+FAST = dict(min_total_steps=200, n_restarts=1, progress=False)
+
 
 def pytest_configure(config):
     """Under pytest-xdist, each worker takes its share of the cores (and so do the processes it starts): two

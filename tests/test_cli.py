@@ -8,6 +8,7 @@ import subprocess
 import sys
 
 import anndata as ad
+import conftest
 import numpy as np
 import pytest
 import scanpy as sc
@@ -16,7 +17,8 @@ import falcon_sc as fs
 
 # the installed console script; a source checkout without an install runs the module instead
 COMMAND = [shutil.which("falcon-sc")] if shutil.which("falcon-sc") else [sys.executable, "-m", "falcon_sc.cli"]
-FAST = ["--n-top-genes", "200", "--device", "cpu", "--option", "min_total_steps=300", "--option", "n_restarts=1"]
+FAST = ["--n-top-genes", "200", "--device", "cpu"]
+FAST += [arg for key in ("min_total_steps", "n_restarts") for arg in ("--option", f"{key}={conftest.FAST[key]}")]
 
 
 def falcon_sc(*args, cwd):
@@ -67,7 +69,9 @@ def test_discover_writes_the_outputs_model_and_plot(workdir):
     root, done = workdir
     out = ad.read_h5ad(root / "out.h5ad")
     assert out.obs["falcon"].cat.categories.size == 6 and out.uns["falcon"]["params"]["n_fine"] == 6
-    assert out.uns["falcon"]["params"]["config"]["min_total_steps"] == 300  # --option reached the config
+    assert (
+        out.uns["falcon"]["params"]["config"]["min_total_steps"] == conftest.FAST["min_total_steps"]
+    )  # --option reached it
     model = fs.FalconModel.load(root / "model")
     assert model.fine_names == list(out.obs["falcon"].cat.categories)
     assert (root / "graph.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

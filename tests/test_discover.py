@@ -6,13 +6,13 @@ import anndata as ad
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST
 from scipy import sparse
 
 import falcon_sc as fs
 from falcon_sc import metrics
 
 PBMC3K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pbmc3k_labeled.h5ad"
-FAST = dict(min_total_steps=200, n_restarts=1, progress=False)
 
 
 def snapshot(adata):

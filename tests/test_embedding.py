@@ -4,12 +4,11 @@ import anndata as ad
 import numpy as np
 import pytest
 import scanpy as sc
+from conftest import FAST
 from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
 import falcon_sc as fs
-
-FAST = dict(n_restarts=1, progress=False)
 
 
 @pytest.fixture(scope="module")

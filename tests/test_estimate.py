@@ -3,6 +3,7 @@
 from types import SimpleNamespace
 
 import anndata as ad
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
@@ -11,7 +12,7 @@ import falcon_sc as fs
 from falcon_sc.core import estimate_n_fine
 from falcon_sc.tl._auto_n_fine import refine_n_fine
 
-FAST = dict(min_total_steps=200, n_restarts=1, progress=False, n_top_genes=200)
+FAST = conftest.FAST | {"n_top_genes": 200}
 
 
 @pytest.fixture(scope="module")

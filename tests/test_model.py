@@ -6,6 +6,7 @@ import pickle
 from pathlib import Path
 
 import anndata as ad
+import conftest
 import numpy as np
 import pandas as pd
 import pytest
@@ -16,7 +17,7 @@ from falcon_sc import FalconModel, ModelFileError
 from falcon_sc.core.classifier import FineClassifier
 from falcon_sc.falcon_model import METADATA_FILE, WEIGHTS_FILE, _canonical, _digest
 
-FAST = dict(min_total_steps=300, n_restarts=1, progress=False, n_top_genes=200)
+FAST = conftest.FAST | {"n_top_genes": 200}
 
 
 @pytest.fixture(scope="module")

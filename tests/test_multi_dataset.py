@@ -5,6 +5,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
+import conftest
 import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
@@ -16,7 +17,7 @@ from falcon_sc import metrics
 from falcon_sc._adata.labels import coarse_groups
 from falcon_sc.core import get_config, run_falcon, train_falcon
 
-FAST = dict(min_total_steps=200, progress=False, n_top_genes=150)
+FAST = conftest.FAST | {"n_top_genes": 150}
 # Two datasets' worth of coarse groups need the default step budget (200 steps: ACC 0.52; 1,500: 0.94).
 FULL = dict(min_total_steps=1500, n_restarts=1, progress=False, n_top_genes=150)
 
