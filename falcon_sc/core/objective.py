@@ -92,11 +92,13 @@ def batch_objective(
     log_probs = F.log_softmax(logits, dim=1)
     probs = log_probs.exp()
     targets, teacher_confidence = losses.confidence_targets(t_self, allowed, config.temperature, hardness)
-    l_coarse = share * losses.coarse_loss(logits, inputs.relationship, c)
-    l_nn = share * losses.neighbor_loss(probs, t_nbr_probs)
+    l_coarse = losses.coarse_loss(logits, inputs.relationship, c)
+    l_nn = losses.neighbor_loss(probs, t_nbr_probs)
     # Early on the teacher is confident about no cell; its arbitrary preferences are then not imposed.
     confident = teacher_confidence > config.confidence_threshold if config.confidence_threshold > 0 else None
-    l_conf = share * losses.confidence_loss(log_probs, targets, confident)
+    l_conf = losses.confidence_loss(log_probs, targets, confident)
+    if share != 1:  # a rank's slice of the batch (one process: the whole batch, and × 1 is an operation per step)
+        l_coarse, l_nn, l_conf = share * l_coarse, share * l_nn, share * l_conf
     mean_probs = distributed.sum_with_grad(probs.sum(0)) / batch_coarse.numel()
     l_reg = regularizer(config, mean_probs, inputs.relationship, batch_coarse)
     total = weighted_total(config, l_coarse, l_nn, l_conf, l_reg, lambda_reg=lambda_reg)
