@@ -1,14 +1,12 @@
-"""Fixtures shared by the test modules, and the threads of parallel test workers."""
+"""Fixtures shared by the test modules, and the threads of parallel test workers.
+
+pytest-xdist's controller process loads this file too but runs no test: the heavy packages are imported where
+they are used (a worker's configuration, the fixtures), which saves the controller about 4 s of CPU time while
+the workers start."""
 
 import os
 
-import numba
 import pytest
-import scanpy as sc
-import torch
-from threadpoolctl import threadpool_limits
-
-import falcon_sc as fs
 
 #: The one fast training setting of tests that check behaviour, not accuracy (a test module adds its own data
 #: options, such as ``n_top_genes``): 200 steps and a single run instead of 1,500 steps and three restarts.
@@ -24,6 +22,10 @@ def pytest_configure(config):
     runner test that followed on the same worker took 22–35 s instead of 4 s next to the other worker."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
     if workers > 1:
+        import numba
+        import torch
+        from threadpoolctl import threadpool_limits
+
         threads = max(1, (os.cpu_count() or 1) // workers)
         os.environ["OMP_NUM_THREADS"] = str(threads)
         torch.set_num_threads(threads)
@@ -52,7 +54,9 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
     if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
         # Workers take the tests (or groups) in this order: the long ones first, so that none is left to run
-        # alone at the end while the other worker idles (slow tests, then groups, then the rest).
+        # alone at the end while the other worker idles (slow groups, slow tests, other groups, the rest; a
+        # group sits where its first test does). `--no-loadscope-reorder` (addopts) keeps this order: xdist
+        # would otherwise put the groups with the most tests first and the slow single tests last.
         items.sort(key=lambda item: (not item.get_closest_marker("slow"), not item.get_closest_marker("xdist_group")))
 
 
@@ -60,6 +64,8 @@ def pytest_collection_modifyitems(config, items):
 def separated_run():
     """Well separated simulated subtypes (900 cells, 3 coarse → 7 fine, true split 4 / 1 / 2) discovered once
     with the default preset, for every test that reads a finished default run. Copy it before changing it."""
+    import falcon_sc as fs
+
     adata = fs.datasets.simulate_hierarchy(900, 400, 3, 7, fine_separation=2.0, random_state=3)
     fs.tl.discover_subtypes(adata, "coarse", n_fine=7, n_top_genes=400, progress=False)
     return adata
@@ -68,6 +74,8 @@ def separated_run():
 @pytest.fixture
 def small():
     """300 cells, 3 coarse → 5 fine: fast runs that check behaviour, not accuracy."""
+    import falcon_sc as fs
+
     return fs.datasets.simulate_hierarchy(300, 120, 3, 5, random_state=0)
 
 
@@ -75,6 +83,8 @@ def small():
 def scanpy_log(caplog):
     """What falcon_sc logs through scanpy's logger (which does not propagate to Python's root logger) during
     the test, as ``caplog`` records."""
+    import scanpy as sc
+
     logger, verbosity = sc.settings._root_logger, sc.settings.verbosity
     logger.addHandler(caplog.handler)
     sc.settings.verbosity = max(int(verbosity), 1)  # warnings at least

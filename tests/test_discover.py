@@ -267,6 +267,7 @@ def test_backed_anndata_gives_the_in_memory_result(small, tmp_path, n_top_genes)
         fs.tl.discover_subtypes(backed, "coarse", n_fine=5, copy=True, **FAST)
 
 
+@pytest.mark.slow
 @pytest.mark.xdist_group("nn_descent")  # one worker pays the ~25 s NN-descent compilation
 def test_neighbor_search_is_recorded(small):
     adata = small.copy()

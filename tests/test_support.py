@@ -52,6 +52,7 @@ def unstructured_class_run(request):
     return SimpleNamespace(adata=adata, counts=counts, discovered=discovered, plain=plain, truth=truth)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unstructured_class_run", [1, 3], indirect=True)
 def test_subtypes_asked_of_a_class_without_structure_are_flagged(unstructured_class_run):
     """The extra subtypes of the class without structure end tiny or empty and unstable, and no split of that
@@ -110,6 +111,7 @@ def test_report_joins_support_confidence_and_markers(separated_run):
         assert with_markers.loc[subtype, "markers"] == ", ".join(top[subtype][:2])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("unstructured_class_run", [1], indirect=True)
 def test_merge_unsupported_gives_the_cells_to_a_supported_sibling(unstructured_class_run, tmp_path, scanpy_log):
     """Seed 1: C0 has no substructure and is given 3 subtypes; merged, it keeps one and the rest are as before."""
