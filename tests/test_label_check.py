@@ -7,6 +7,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST
 
 import falcon_sc as fs
 
@@ -23,7 +24,7 @@ def flipped():
     for i in np.flatnonzero(flip):
         labels[i] = rng.choice([c for c in classes if c != labels[i]])
     adata.obs["noisy"] = pd.Categorical(labels, categories=classes)
-    fs.tl.discover_subtypes(adata, "noisy", n_fine=10, n_restarts=1, progress=False)
+    fs.tl.discover_subtypes(adata, "noisy", n_fine=10, **FAST)
     return adata, flip
 
 
@@ -51,7 +52,7 @@ def test_threshold_and_missing_check_errors(flipped, small):
     assert len(fs.tl.suspect_labels(adata, threshold=1.0)) >= len(fs.tl.suspect_labels(adata))
     with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\]"):
         fs.tl.suspect_labels(adata, threshold=1.5)
-    fs.tl.discover_subtypes(small, "coarse", n_fine=5, coarse_check_neighbors=0, n_restarts=1, progress=False)
+    fs.tl.discover_subtypes(small, "coarse", n_fine=5, coarse_check_neighbors=0, **FAST)
     assert "falcon_coarse_agreement" not in small.obs
     with pytest.raises(KeyError, match="made no coarse-label check"):
         fs.tl.suspect_labels(small)

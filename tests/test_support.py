@@ -9,6 +9,7 @@ matplotlib.use("Agg")
 import numpy as np
 import pandas as pd
 import pytest
+from conftest import FAST
 
 import falcon_sc as fs
 from falcon_sc.core.support import separation_test, subtype_stability
@@ -80,7 +81,7 @@ def test_sample_support_flags_a_subtype_from_one_donor(small, scanpy_log):
     lone = adata.obs["fine"].cat.categories[0]
     donor[(adata.obs["fine"] == lone).to_numpy()] = "d1"
     adata.obs["donor"] = pd.Categorical(donor)
-    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, sample_key="donor", n_restarts=2, progress=False)
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, sample_key="donor", **(FAST | {"n_restarts": 2}))
     support = adata.uns["falcon"]["support"]
     assert {"n_samples", "top_sample_share", "one_sample"} <= set(support.columns)
     found = pd.crosstab(adata.obs["fine"], adata.obs["falcon"]).loc[lone].idxmax()  # the subtype of that type
