@@ -11,6 +11,8 @@ import pytest
 #: The one fast training setting of tests that check behaviour, not accuracy (a test module adds its own data
 #: options, such as ``n_top_genes``): 200 steps and a single run instead of 1,500 steps and three restarts.
 FAST = dict(min_total_steps=200, n_restarts=1, progress=False)
+#: The same as ``falcon-sc discover`` options.
+FAST_OPTIONS = [arg for key in ("min_total_steps", "n_restarts") for arg in ("--option", f"{key}={FAST[key]}")]
 
 
 def pytest_configure(config):

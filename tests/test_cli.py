@@ -17,8 +17,7 @@ import falcon_sc as fs
 
 # the installed console script; a source checkout without an install runs the module instead
 COMMAND = [shutil.which("falcon-sc")] if shutil.which("falcon-sc") else [sys.executable, "-m", "falcon_sc.cli"]
-FAST = ["--n-top-genes", "200", "--device", "cpu"]
-FAST += [arg for key in ("min_total_steps", "n_restarts") for arg in ("--option", f"{key}={conftest.FAST[key]}")]
+FAST = ["--n-top-genes", "200", "--device", "cpu", *conftest.FAST_OPTIONS]
 
 
 def falcon_sc(*args, cwd):

@@ -4,7 +4,7 @@ import anndata as ad
 import numpy as np
 import pytest
 import scanpy as sc
-from conftest import FAST
+from conftest import FAST, FAST_OPTIONS
 from scipy import sparse
 from sklearn.metrics import adjusted_rand_score
 
@@ -99,6 +99,6 @@ def test_cli_discover_takes_use_rep(batched, tmp_path):
 
     batched.write_h5ad(tmp_path / "in.h5ad")
     arguments = ["discover", tmp_path / "in.h5ad", "-o", tmp_path / "out.h5ad", "--coarse-key", "coarse"]
-    arguments += ["--n-fine", "6", "--use-rep", "X_corrected", "--option", "n_restarts=1", "--quiet"]
+    arguments += ["--n-fine", "6", "--use-rep", "X_corrected", "--quiet", *FAST_OPTIONS]
     assert cli.main([str(a) for a in arguments]) == 0
     assert ad.read_h5ad(tmp_path / "out.h5ad").uns["falcon"]["params"]["use_rep"] == "X_corrected"
