@@ -15,6 +15,11 @@ FAST = dict(min_total_steps=200, n_restarts=1, progress=False)
 FAST_OPTIONS = [arg for key in ("min_total_steps", "n_restarts") for arg in ("--option", f"{key}={FAST[key]}")]
 
 
+def _xdist_workers() -> int:
+    """How many parallel workers pytest-xdist runs (1 in a run without them)."""
+    return int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+
+
 def pytest_configure(config):
     """Under pytest-xdist, each worker takes its share of the cores (and so do the processes it starts): two
     workers with two threads each on two cores ran the suite no faster than one process (5 min 11 s).
@@ -22,7 +27,7 @@ def pytest_configure(config):
     numba's pool is limited too: its OpenMP layer shares torch's OpenMP runtime, so a numba-parallel scanpy
     call (``rank_genes_groups`` in the marker tests) reset torch to every core behind our back, and the image
     runner test that followed on the same worker took 22–35 s instead of 4 s next to the other worker."""
-    workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1"))
+    workers = _xdist_workers()
     if workers > 1:
         import numba
         import torch
@@ -54,7 +59,7 @@ def pytest_collection_modifyitems(config, items):
             item.add_marker(pytest.mark.xdist_group(f"session.{sessions[0]}"))
         elif shared:
             item.add_marker(pytest.mark.xdist_group(item.module.__name__))
-    if int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "1")) > 1:
+    if _xdist_workers() > 1:
         # Workers take the tests (or groups) in this order: the long ones first, so that none is left to run
         # alone at the end while the other worker idles (slow groups, slow tests, other groups, the rest; a
         # group sits where its first test does). `--no-loadscope-reorder` (addopts) keeps this order: xdist

@@ -333,14 +333,13 @@ def test_views_are_seeded_and_the_identity_crop_is_exact(cifar_root):
 
 
 TEST_WIDTH = 16
+# One sampled neighbour per image and a quarter-width ResNet: the ResNet passes are most of a CPU step.
+SMALL_RUN = ["--set", "n_neighbors=3", "--set", "n_sampled_neighbors=1", "--width", str(TEST_WIDTH)]
+SMALL_RUN += ["--device", "cpu", "--n-fine", "20"]
 
 
 def _run(root, out, *extra) -> int:
-    # One sampled neighbour per image and a quarter-width ResNet: the ResNet passes are most of a CPU step.
-    options = ["--epochs", "2", "--batch-size", "25", "--set", "n_neighbors=3", "--set", "n_sampled_neighbors=1"]
-    options += ["--width", str(TEST_WIDTH)]
-    options += ["--device", "cpu"]
-    options += ["--eval-every", "1", "--n-fine", "20", *extra]
+    options = ["--epochs", "2", "--batch-size", "25", *SMALL_RUN, "--eval-every", "1", *extra]
     return runner_main(["--dataset", "cifar100", "--root", str(root), "--out", str(out), *options])
 
 
@@ -397,8 +396,7 @@ def test_runner_under_torchrun_with_two_processes(tiny_cifar_root, tmp_path):
     out = tmp_path / "ddp"
     command = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=2", "-m"]
     command += ["falcon_sc.image", "--dataset", "cifar100", "--root", str(tiny_cifar_root), "--out", str(out)]
-    command += ["--epochs", "1", "--batch-size", "24", "--set", "n_neighbors=3", "--set", "n_sampled_neighbors=1"]
-    command += ["--device", "cpu", "--n-fine", "20", "--width", str(TEST_WIDTH)]
+    command += ["--epochs", "1", "--batch-size", "24", *SMALL_RUN]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-3000:]
