@@ -233,10 +233,13 @@ def test_pbmc3k_end_to_end():
     assert acc >= 0.90 and ari >= 0.80  # (its time is measured by bench/accuracy.py, not asserted here)
 
 
-@pytest.mark.slow
-def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys):
+def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys, monkeypatch):
     from falcon_sc import demo
 
+    # What is checked is what the demo prints and writes, so it trains with FAST (its default-preset scores
+    # are bench/accuracy.py's pbmc68k rows).
+    discover = fs.tl.discover_subtypes
+    monkeypatch.setattr(fs.tl, "discover_subtypes", lambda *args, **kwargs: discover(*args, **kwargs, **FAST))
     demo.main(["--out", str(tmp_path)])
     out = capsys.readouterr().out
     written = ad.read_h5ad(tmp_path / "pbmc68k_falcon.h5ad")
