@@ -4,6 +4,7 @@ total-counts feature of targeted panels."""
 import numpy as np
 import pytest
 import torch
+from conftest import FAST
 
 import falcon_sc as fs
 from falcon_sc import metrics
@@ -282,3 +283,26 @@ def test_subtypes_left_without_cells_are_named():
     expected = sorted(name for name in adata.uns["falcon"]["fine_names"] if counts.get(name, 0) < 5)
     assert sorted(adata.uns["falcon"]["small_subtypes"]) == expected
     assert expected  # 60 subtypes average 3.3 cells: some must hold fewer than 5
+
+
+def test_neighbour_metric_auto_is_euclidean_on_whole_transcriptomes_only():
+    auto = PAPER.replace(neighbor_metric="auto")
+    assert auto.resolved_neighbor_metric(PANEL_MAX_GENES + 1) == "euclidean"
+    assert auto.resolved_neighbor_metric(PANEL_MAX_GENES) == "cosine"  # a targeted panel
+    assert auto.resolved_neighbor_metric(None) == "cosine"  # an embedding
+    assert DEFAULT.neighbor_metric == "auto" and PAPER.resolved_neighbor_metric(2000) == "cosine"
+    assert auto.replace(neighbor_metric="euclidean").resolved_neighbor_metric(30) == "euclidean"
+
+
+def test_the_resolved_neighbour_metric_is_recorded_and_changes_the_neighbours():
+    adata = fs.datasets.simulate_hierarchy(600, PANEL_MAX_GENES + 100, 3, 6, random_state=0)
+    runs = {}
+    for metric in ("auto", "cosine"):
+        runs[metric] = fs.tl.discover_subtypes(adata, "coarse", n_fine=6, neighbor_metric=metric, copy=True, **FAST)
+    assert runs["auto"].uns["falcon"]["params"]["config"]["neighbor_metric"] == "euclidean"  # 600 genes
+    assert runs["cosine"].uns["falcon"]["params"]["config"]["neighbor_metric"] == "cosine"
+    assert not np.array_equal(runs["auto"].obsm["falcon_probs"], runs["cosine"].obsm["falcon_probs"])
+    on_embedding = adata.copy()
+    on_embedding.obsm["X_rep"] = np.log1p(adata.X.toarray()[:, :20])
+    fs.tl.discover_subtypes(on_embedding, "coarse", n_fine=6, use_rep="X_rep", **FAST)
+    assert on_embedding.uns["falcon"]["params"]["config"]["neighbor_metric"] == "cosine"

@@ -14,18 +14,31 @@ def exact_cosine_knn(x, groups, k):
     return out
 
 
-def test_neighbors_are_exact_and_never_cross_groups():
+def exact_euclidean_knn(x, groups, k):
+    out = []
+    for i in range(len(x)):
+        same = np.flatnonzero((groups == groups[i]) & (np.arange(len(x)) != i))
+        distances = np.linalg.norm(x[same].astype(np.float64) - x[i], axis=1)
+        out.append(set(same[np.argsort(distances, kind="stable")[:k]]))
+    return out
+
+
+@pytest.mark.parametrize("metric", ["cosine", "euclidean"])
+def test_neighbors_are_exact_and_never_cross_groups(metric):
     rng = np.random.default_rng(0)
-    x = rng.standard_normal((300, 8)).astype(np.float32)
+    # rows of different lengths along shared directions: cosine and Euclidean neighbours differ
+    x = (rng.standard_normal((300, 8)) * rng.uniform(0.2, 3.0, (300, 1))).astype(np.float32)
     groups = rng.integers(0, 4, 300)
-    graph = within_group_neighbors(x, groups, 10, chunk_size=37)  # several chunks per group
+    graph = within_group_neighbors(x, groups, 10, metric=metric, chunk_size=37)  # several chunks per group
     assert graph.indices.shape == (300, 10)
     assert np.all(groups[graph.indices] == groups[:, None])
     assert np.all(graph.indices != np.arange(300)[:, None])
-    expected = exact_cosine_knn(x, groups, 10)
+    expected = (exact_cosine_knn if metric == "cosine" else exact_euclidean_knn)(x, groups, 10)
     for i in range(300):
         assert set(graph.indices[i]) == expected[i]
     assert np.all(graph.n_valid == 10)
+    other = (exact_euclidean_knn if metric == "cosine" else exact_cosine_knn)(x, groups, 10)
+    assert sum(set(graph.indices[i]) != other[i] for i in range(300)) > 100  # the metric matters here
 
 
 def test_small_groups_use_all_other_members_and_singletons_point_to_themselves():
@@ -44,9 +57,11 @@ def test_small_groups_use_all_other_members_and_singletons_point_to_themselves()
     assert np.all(graph.n_valid[big] == 20)
 
 
-def test_rejects_non_positive_k():
+def test_rejects_non_positive_k_and_unknown_metrics():
     with pytest.raises(ValueError, match="n_neighbors"):
         within_group_neighbors(np.ones((3, 2)), np.zeros(3), 0)
+    with pytest.raises(ValueError, match=r"Unknown neighbour metric 'l1'; use one of \['cosine', 'euclidean'\]"):
+        within_group_neighbors(np.ones((3, 2)), np.zeros(3), 2, metric="l1")
 
 
 @pytest.mark.xdist_group("nn_descent")  # one worker pays the ~25 s NN-descent compilation
@@ -68,3 +83,8 @@ def test_large_groups_use_approximate_search_with_measured_recall():
     assert graph.recall == pytest.approx(true_recall, abs=0.05)  # the sampled estimate is close to the truth
     exact = within_group_neighbors(x, groups, 10)
     assert exact.n_approximate_groups == 0 and exact.recall is None
+    # Euclidean: NN-descent on the rows themselves, its recall measured against exact Euclidean search
+    euclidean = within_group_neighbors(x, groups, 10, metric="euclidean", exact_max_group=300, recall_sample=100)
+    expected = exact_euclidean_knn(x, groups, 10)
+    true_recall = np.mean([len(set(euclidean.indices[i]) & expected[i]) / 10 for i in big])
+    assert true_recall > 0.9 and euclidean.recall == pytest.approx(true_recall, abs=0.05)

@@ -1,4 +1,4 @@
-"""k-nearest neighbours by cosine similarity, searched only among cells of the same group.
+"""k-nearest neighbours by cosine similarity or Euclidean distance, searched only among cells of the same group.
 
 Groups are searched exactly (chunked matrix products + top-k) unless they exceed ``exact_max_group`` cells;
 those use NN-descent (pynndescent) and their recall is measured against exact search on a sample of cells.
@@ -14,6 +14,9 @@ import torch
 import torch.nn.functional as F
 
 logger = logging.getLogger(__name__)
+
+#: The neighbour metrics: cosine similarity of the rows, or Euclidean distance between them.
+METRICS = ("cosine", "euclidean")
 
 # Similarity blocks are chunk × group size; this many float32 entries (256 MiB) per block bounds memory.
 _BLOCK_ELEMENTS = 1 << 26
@@ -49,13 +52,15 @@ def within_group_neighbors(
     groups: np.ndarray,
     n_neighbors: int = 20,
     *,
+    metric: str = "cosine",
     device: str | torch.device = "cpu",
     chunk_size: int = 4096,
     exact_max_group: int | None = None,
     recall_sample: int = 200,
     random_state: int = 0,
 ) -> NeighborGraph:
-    """Find each cell's ``n_neighbors`` most cosine-similar cells within its own group.
+    """Find each cell's ``n_neighbors`` nearest cells within its own group: the most cosine-similar
+    (``metric="cosine"``) or the nearest in Euclidean distance (``"euclidean"``).
 
     Groups with ``n_neighbors`` cells or fewer use all other cells of the group; a one-cell group is its own
     neighbour. Groups of at most ``exact_max_group`` cells (all groups when ``None``) are searched exactly on
@@ -65,6 +70,8 @@ def within_group_neighbors(
     """
     if n_neighbors < 1:
         raise ValueError(f"n_neighbors must be ≥ 1, got {n_neighbors}.")
+    if metric not in METRICS:
+        raise ValueError(f"Unknown neighbour metric {metric!r}; use one of {list(METRICS)}.")
     groups = np.asarray(groups)
     n_cells = groups.shape[0]
     indices = np.empty((n_cells, n_neighbors), dtype=np.int64)
@@ -81,14 +88,16 @@ def within_group_neighbors(
             n_valid[members] = 1
             continue
         k = min(n_neighbors, size - 1)
-        unit = F.normalize(data[torch.as_tensor(members)].to(device=device, dtype=torch.float32), dim=1)
+        points = data[torch.as_tensor(members)].to(device=device, dtype=torch.float32)
+        if metric == "cosine":
+            points = F.normalize(points, dim=1)
         if exact_max_group is None or size <= exact_max_group:
-            local = _exact_topk(unit, np.arange(size), k, chunk_size)
+            local = _exact_topk(points, np.arange(size), k, chunk_size, metric)
         else:
             n_approximate += 1
-            local = _approximate_topk(unit.cpu().numpy(), k, random_state)
+            local = _approximate_topk(points.cpu().numpy(), k, random_state)
             sample = rng.choice(size, min(recall_sample, size), replace=False)
-            exact = _exact_topk(unit, sample, k, chunk_size)
+            exact = _exact_topk(points, sample, k, chunk_size, metric)
             recalls.append(np.mean([np.intersect1d(a, b).size / k for a, b in zip(local[sample], exact, strict=True)]))
         # Pad short rows by cycling through the valid neighbours so the array stays rectangular.
         indices[members] = members[local[:, np.arange(n_neighbors) % k]]
@@ -99,24 +108,30 @@ def within_group_neighbors(
     return NeighborGraph(indices=indices, n_valid=n_valid, n_approximate_groups=n_approximate, recall=recall)
 
 
-def _exact_topk(unit: torch.Tensor, queries: np.ndarray, k: int, chunk_size: int) -> np.ndarray:
-    """Indices (into ``unit``) of the ``k`` most similar rows to each query row, excluding itself."""
-    chunk = max(1, min(chunk_size, _BLOCK_ELEMENTS // unit.shape[0]))
+def _exact_topk(points: torch.Tensor, queries: np.ndarray, k: int, chunk_size: int, metric: str) -> np.ndarray:
+    """Indices (into ``points``) of the ``k`` nearest rows to each query row, excluding itself. For
+    ``"cosine"`` the rows are unit vectors and nearest means most similar."""
+    chunk = max(1, min(chunk_size, _BLOCK_ELEMENTS // points.shape[0]))
+    # −‖x − y‖² up to the query's own ‖x‖², which does not change its ranking: 2 x·y − ‖y‖²
+    squared_norms = (points**2).sum(1) if metric == "euclidean" else None
     out = np.empty((queries.size, k), dtype=np.int64)
     for start in range(0, queries.size, chunk):
-        rows = torch.as_tensor(queries[start : start + chunk], device=unit.device)
-        sim = unit[rows] @ unit.T
-        sim[torch.arange(rows.numel(), device=unit.device), rows] = float("-inf")  # exclude self
+        rows = torch.as_tensor(queries[start : start + chunk], device=points.device)
+        sim = points[rows] @ points.T
+        if squared_norms is not None:
+            sim = 2.0 * sim - squared_norms
+        sim[torch.arange(rows.numel(), device=points.device), rows] = float("-inf")  # exclude self
         out[start : start + rows.numel()] = sim.topk(k, dim=1).indices.cpu().numpy()
     return out
 
 
-def _approximate_topk(unit: np.ndarray, k: int, random_state: int) -> np.ndarray:
-    """NN-descent neighbours (pynndescent, a scanpy dependency) without the cell itself."""
+def _approximate_topk(points: np.ndarray, k: int, random_state: int) -> np.ndarray:
+    """NN-descent neighbours (pynndescent, a scanpy dependency) without the cell itself, in Euclidean distance."""
     from pynndescent import NNDescent
 
-    # Rows are unit vectors, so Euclidean order equals cosine order and avoids pynndescent's angular trees.
-    index = NNDescent(unit, metric="euclidean", n_neighbors=k + 1, random_state=random_state, compressed=True)
+    # For cosine the rows are unit vectors, whose Euclidean order is the cosine order; this also avoids
+    # pynndescent's angular trees.
+    index = NNDescent(points, metric="euclidean", n_neighbors=k + 1, random_state=random_state, compressed=True)
     found, _ = index.neighbor_graph
     keep = (found != np.arange(found.shape[0])[:, None]) & (found >= 0)
     # Stable sort moves the kept entries (in similarity order) to the front of each row.

@@ -127,7 +127,8 @@ def run_falcon(
             pca = None
             # On a targeted panel the few genes that vary inside a coarse class weigh little next to those that
             # tell the classes apart, so neighbours are searched on PCs computed inside each class (see config).
-            space = config.resolved_neighbor_space(x.shape[1])
+            n_features = x.shape[1]
+            space = config.resolved_neighbor_space(n_features)
             class_scores = None
             if space == "class_pca":
                 class_scores = class_pca_scores(x, coarse, config.class_pcs, max_value=config.max_value)
@@ -156,7 +157,8 @@ def run_falcon(
             else:  # "genes"
                 scores = x
             search = scores if class_scores is None else class_scores
-            graph = within_group_neighbors(search, coarse, config.n_neighbors, **knn)
+            metric = config.resolved_neighbor_metric(n_features)
+            graph = within_group_neighbors(search, coarse, config.n_neighbors, metric=metric, **knn)
             del search, class_scores
         t_knn = time.perf_counter() - t0
         logger.info("within-class neighbours: %.2f s", t_knn)

@@ -117,7 +117,9 @@ def find_neighbors(network: FineNetwork, views: AugmentedImages, config: FalconC
     """``config.n_neighbors`` most cosine-similar images within each coarse class, in the backbone's features."""
     amp = config.mixed_precision and torch.device(device).type == "cuda"
     features = eval_outputs(network.backbone, views, device, amp)
-    return within_group_neighbors(features, views.images.coarse, config.n_neighbors, device=device)
+    return within_group_neighbors(
+        features, views.images.coarse, config.n_neighbors, metric=config.resolved_neighbor_metric(None), device=device
+    )
 
 
 def image_falcon(

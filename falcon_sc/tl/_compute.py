@@ -71,7 +71,9 @@ def run_discovery(
     # "auto" is decided on the genes, not the features (a panel's total-counts feature is one more column);
     # an embedding is never a panel
     n_genes = None if use_rep is not None else len(prepared.genes)
-    config = config.replace(neighbor_space=config.resolved_neighbor_space(n_genes))
+    config = config.replace(
+        neighbor_space=config.resolved_neighbor_space(n_genes), neighbor_metric=config.resolved_neighbor_metric(n_genes)
+    )
     # Densified block by block straight onto the device (held here until run_falcon returns).
     data = prepared.to_tensor(torch_device, storage_dtype(config))
     t_pre = time.perf_counter() - t0

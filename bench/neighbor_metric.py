@@ -1,0 +1,117 @@
+"""How within-class neighbours are ranked: cosine similarity or Euclidean distance (option ``neighbor_metric``).
+
+The default ``"auto"`` takes cosine for targeted panels (at most ``PANEL_MAX_GENES`` genes) and Euclidean
+otherwise, as read from this benchmark. The panel settings are ``bench/neighbor_space.py``'s (sim-panel and the
+``check-*`` panels made to check options found on it); the ``check-wt-*`` settings are whole-transcriptome
+simulations (2,000 genes) made to check the Euclidean gain found on sim-hard and pbmc3k, with other shapes,
+seeds, imbalance and cell-size effects. Default preset otherwise; prints ACC / ARI per setting, seed and
+metric, and the mean change with Euclidean per kind of input.
+
+    python bench/neighbor_metric.py [--seeds 0 1 2] [--only NAME ...] [--metrics cosine euclidean] [--rows CSV]
+    python bench/neighbor_metric.py --from-rows CSV [CSV ...]
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+import warnings
+from pathlib import Path
+
+import pandas as pd
+from neighbor_space import CHECKS
+
+import falcon_sc as fs
+from falcon_sc import metrics
+from falcon_sc.core.config import is_panel
+
+warnings.filterwarnings("ignore", category=FutureWarning)
+warnings.filterwarnings("ignore", category=UserWarning)
+
+#: name → keyword arguments of simulate_hierarchy: whole-transcriptome check settings (none used for tuning)
+WHOLE_TRANSCRIPTOME = {
+    "check-wt-hard": dict(
+        n_cells=5000, n_genes=2000, n_coarse=5, n_fine=15, fine_separation=0.5, imbalance=1.0, random_state=11
+    ),
+    "check-wt-10x30": dict(
+        n_cells=8000, n_genes=2000, n_coarse=10, n_fine=30, fine_separation=0.6, imbalance=1.0, random_state=12
+    ),
+    "check-wt-size": dict(
+        n_cells=4000,
+        n_genes=2000,
+        n_coarse=4,
+        n_fine=12,
+        fine_separation=0.5,
+        library_size_effect=0.3,
+        random_state=13,
+    ),
+    "check-wt-20x60": dict(
+        n_cells=12000, n_genes=2000, n_coarse=20, n_fine=60, imbalance=1.5, min_cells_per_fine=15, random_state=14
+    ),
+}
+SETTINGS = {**CHECKS, **WHOLE_TRANSCRIPTOME}
+METRICS = ("cosine", "euclidean")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    parser.add_argument("--only", nargs="+", default=list(SETTINGS), choices=list(SETTINGS))
+    parser.add_argument("--metrics", nargs="+", default=list(METRICS), choices=list(METRICS))
+    parser.add_argument("--rows", type=Path, default=None, help="CSV of every run, written after each one")
+    parser.add_argument("--from-rows", type=Path, nargs="+", default=None, help="only print the tables of --rows CSVs")
+    args = parser.parse_args()
+    if args.from_rows is not None:
+        print_tables(pd.concat([pd.read_csv(path) for path in args.from_rows], ignore_index=True))
+        return
+    rows = []
+    for name in args.only:
+        adata = fs.datasets.simulate_hierarchy(**SETTINGS[name])
+        n_fine = adata.obs["fine"].nunique()
+        for seed in args.seeds:
+            for metric in args.metrics:
+                work = adata.copy()
+                start = time.perf_counter()
+                fs.tl.discover_subtypes(
+                    work, "coarse", n_fine=n_fine, random_state=seed, progress=False, neighbor_metric=metric
+                )
+                fine, labels = work.obs["fine"], work.obs["falcon"]
+                rows.append(
+                    dict(
+                        setting=name,
+                        genes=adata.n_vars,
+                        seed=seed,
+                        metric=metric,
+                        ACC=100 * metrics.cluster_accuracy(fine, labels),
+                        ARI=100 * metrics.adjusted_rand_index(fine, labels),
+                        seconds=time.perf_counter() - start,
+                    )
+                )
+                print(f"  {name} seed {seed} {metric}: ACC {rows[-1]['ACC']:.1f} ARI {rows[-1]['ARI']:.1f}", flush=True)
+                if args.rows is not None:
+                    pd.DataFrame(rows).to_csv(args.rows, index=False)
+    print_tables(pd.DataFrame(rows))
+
+
+def print_tables(df: pd.DataFrame) -> None:
+    """Per setting (mean over seeds) and per kind of input: ACC / ARI with each metric and the change."""
+    table = df.pivot_table(index=["setting", "genes", "seed"], columns="metric", values=["ACC", "ARI"]).dropna()
+    means = table.groupby(level=["setting", "genes"]).mean()
+    counts = table.groupby(level=["setting", "genes"]).size()
+    print("\n| setting | genes | seeds | ACC cosine | ACC Euclidean | ARI cosine | ARI Euclidean |")
+    print("|---|---|---|---|---|---|---|")
+    for (name, genes), r in means.iterrows():
+        cells = " | ".join(f"{r[(m, s)]:.1f}" for m in ("ACC", "ARI") for s in METRICS)
+        print(f"| {name} | {genes} | {counts[(name, genes)]} | {cells} |")
+    change = table.xs("euclidean", axis=1, level="metric") - table.xs("cosine", axis=1, level="metric")
+    panel = change.index.get_level_values("genes").map(is_panel)
+    for kind, rows in (("panels", change[panel]), ("whole transcriptome", change[~panel])):
+        if len(rows):
+            print(
+                f"mean change with Euclidean, {kind} ({len(rows)} runs): "
+                f"ACC {rows['ACC'].mean():+.1f}, ARI {rows['ARI'].mean():+.1f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
