@@ -14,15 +14,14 @@ metric, and the mean change with Euclidean per kind of input.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 from pathlib import Path
 
 import pandas as pd
 from neighbor_space import CHECKS
+from simulations import scored_run
 
 import falcon_sc as fs
-from falcon_sc import metrics
 from falcon_sc.core.config import is_panel
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -67,27 +66,9 @@ def main() -> None:
     rows = []
     for name in args.only:
         adata = fs.datasets.simulate_hierarchy(**SETTINGS[name])
-        n_fine = adata.obs["fine"].nunique()
         for seed in args.seeds:
             for metric in args.metrics:
-                work = adata.copy()
-                start = time.perf_counter()
-                fs.tl.discover_subtypes(
-                    work, "coarse", n_fine=n_fine, random_state=seed, progress=False, neighbor_metric=metric
-                )
-                fine, labels = work.obs["fine"], work.obs["falcon"]
-                rows.append(
-                    dict(
-                        setting=name,
-                        genes=adata.n_vars,
-                        seed=seed,
-                        metric=metric,
-                        ACC=100 * metrics.cluster_accuracy(fine, labels),
-                        ARI=100 * metrics.adjusted_rand_index(fine, labels),
-                        seconds=time.perf_counter() - start,
-                    )
-                )
-                print(f"  {name} seed {seed} {metric}: ACC {rows[-1]['ACC']:.1f} ARI {rows[-1]['ARI']:.1f}", flush=True)
+                rows.append(scored_run(name, adata, seed, "metric", neighbor_metric=metric))
                 if args.rows is not None:
                     pd.DataFrame(rows).to_csv(args.rows, index=False)
     print_tables(pd.DataFrame(rows))

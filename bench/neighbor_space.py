@@ -14,15 +14,13 @@ change.
 from __future__ import annotations
 
 import argparse
-import time
 import warnings
 
 import numpy as np
 import pandas as pd
-from simulations import SETTINGS
+from simulations import SETTINGS, scored_run
 
 import falcon_sc as fs
-from falcon_sc import metrics
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -66,27 +64,9 @@ def main() -> None:
     rows = []
     for name in args.only:
         adata = fs.datasets.simulate_hierarchy(**CHECKS[name])
-        n_fine = adata.obs["fine"].nunique()
         for seed in args.seeds:
             for space in SPACES:
-                work = adata.copy()
-                start = time.perf_counter()
-                fs.tl.discover_subtypes(
-                    work, "coarse", n_fine=n_fine, random_state=seed, progress=False, neighbor_space=space
-                )
-                fine, labels = work.obs["fine"], work.obs["falcon"]
-                rows.append(
-                    dict(
-                        setting=name,
-                        genes=adata.n_vars,
-                        seed=seed,
-                        space=space,
-                        ACC=100 * metrics.cluster_accuracy(fine, labels),
-                        ARI=100 * metrics.adjusted_rand_index(fine, labels),
-                        seconds=time.perf_counter() - start,
-                    )
-                )
-                print(f"  {name} seed {seed} {space}: ACC {rows[-1]['ACC']:.1f} ARI {rows[-1]['ARI']:.1f}", flush=True)
+                rows.append(scored_run(name, adata, seed, "space", neighbor_space=space))
     table = pd.DataFrame(rows).pivot_table(index=["setting", "genes", "seed"], columns="space", values=["ACC", "ARI"])
     print("\n| setting | genes | seed | ACC representation | ACC class PCs | ARI representation | ARI class PCs |")
     print("|---|---|---|---|---|---|---|")

@@ -1,10 +1,14 @@
-"""The simulated benchmark settings shared by the bench scripts (``falcon_sc.datasets.simulate_hierarchy``)."""
+"""The simulated benchmark settings shared by the bench scripts (``falcon_sc.datasets.simulate_hierarchy``), and
+the scored run of the scripts that compare one option's values on them."""
 
 from __future__ import annotations
+
+import time
 
 import anndata as ad
 
 import falcon_sc as fs
+from falcon_sc import metrics
 
 #: name → keyword arguments of simulate_hierarchy
 SETTINGS = {
@@ -34,3 +38,26 @@ SETTINGS = {
 def simulate(name: str) -> ad.AnnData:
     """The simulated dataset ``name`` (a key of :data:`SETTINGS`), with ``obs["coarse"]`` and ``obs["fine"]``."""
     return fs.datasets.simulate_hierarchy(**SETTINGS[name])
+
+
+def scored_run(name: str, adata: ad.AnnData, seed: int, column: str, **option) -> dict:
+    """A default-preset run on a copy of the simulated ``adata`` (setting ``name``) with one ``option`` set, e.g.
+    ``neighbor_metric="euclidean"``: its row (setting, genes, seed, the option's value under ``column``, ACC,
+    ARI, seconds), printed as it finishes."""
+    ((_, value),) = option.items()
+    work = adata.copy()
+    start = time.perf_counter()
+    n_fine = adata.obs["fine"].nunique()
+    fs.tl.discover_subtypes(work, "coarse", n_fine=n_fine, random_state=seed, progress=False, **option)
+    fine, labels = work.obs["fine"], work.obs["falcon"]
+    row = {
+        "setting": name,
+        "genes": adata.n_vars,
+        "seed": seed,
+        column: value,
+        "ACC": 100 * metrics.cluster_accuracy(fine, labels),
+        "ARI": 100 * metrics.adjusted_rand_index(fine, labels),
+        "seconds": time.perf_counter() - start,
+    }
+    print(f"  {name} seed {seed} {value}: ACC {row['ACC']:.1f} ARI {row['ARI']:.1f}", flush=True)
+    return row
