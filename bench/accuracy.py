@@ -21,7 +21,9 @@ every FALCON row the share of the ACC gap between "coarse labels alone" and the 
 Datasets: pbmc3k (``--pbmc3k``), pbmc68k, sim-4x10, sim-8x20 and three settings made for the quality issue:
 sim-27x83 (the paper's shape: 20,000 cells, imbalanced subtypes, two below 1 % of their coarse class),
 sim-hard (fine differences small against the noise) and sim-panel (40 genes, total counts differing between
-fine types, as in targeted spatial panels).
+fine types, as in targeted spatial panels). ``--datasets`` also takes the check settings of
+``bench/simulations.py`` (``check-*``: simulations made to check options found on the tuning sets, none used for
+tuning), to see whether the table's margins carry over to data the defaults were not chosen on.
 
     python bench/accuracy.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--seeds 0 1 2] [--datasets ...]
                              [--baseline-pcs 50]
@@ -39,7 +41,7 @@ import numpy as np
 import pandas as pd
 import scanpy as sc
 import torch
-from simulations import SETTINGS, simulate
+from simulations import CHECKS, SETTINGS, simulate
 from sklearn.cluster import KMeans
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold, cross_val_predict
@@ -63,7 +65,7 @@ def load_datasets(names: list[str], pbmc3k: Path) -> dict[str, tuple[ad.AnnData,
             out[name] = (sc.read_h5ad(pbmc3k), "cell_type_coarse", "cell_type_fine")
         elif name == "pbmc68k":
             out[name] = (fs.datasets.pbmc68k_hierarchy(), "coarse", "fine")
-        elif name in SETTINGS:
+        elif name in SETTINGS or name in CHECKS:
             out[name] = (simulate(name), "coarse", "fine")
         else:
             raise ValueError(f"unknown dataset {name}")

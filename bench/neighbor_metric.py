@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pandas as pd
 from neighbor_space import CHECKS
-from simulations import scored_run
+from simulations import WHOLE_TRANSCRIPTOME_CHECKS, scored_run
 
 import falcon_sc as fs
 from falcon_sc.core.config import is_panel
@@ -27,28 +27,7 @@ from falcon_sc.core.config import is_panel
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
 
-#: name → keyword arguments of simulate_hierarchy: whole-transcriptome check settings (none used for tuning)
-WHOLE_TRANSCRIPTOME = {
-    "check-wt-hard": dict(
-        n_cells=5000, n_genes=2000, n_coarse=5, n_fine=15, fine_separation=0.5, imbalance=1.0, random_state=11
-    ),
-    "check-wt-10x30": dict(
-        n_cells=8000, n_genes=2000, n_coarse=10, n_fine=30, fine_separation=0.6, imbalance=1.0, random_state=12
-    ),
-    "check-wt-size": dict(
-        n_cells=4000,
-        n_genes=2000,
-        n_coarse=4,
-        n_fine=12,
-        fine_separation=0.5,
-        library_size_effect=0.3,
-        random_state=13,
-    ),
-    "check-wt-20x60": dict(
-        n_cells=12000, n_genes=2000, n_coarse=20, n_fine=60, imbalance=1.5, min_cells_per_fine=15, random_state=14
-    ),
-}
-SETTINGS = {**CHECKS, **WHOLE_TRANSCRIPTOME}
+SETTINGS = {**CHECKS, **WHOLE_TRANSCRIPTOME_CHECKS}
 METRICS = ("cosine", "euclidean")
 
 

@@ -18,41 +18,15 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from simulations import SETTINGS, scored_run
+from simulations import PANEL_CHECKS, SETTINGS, scored_run
 
 import falcon_sc as fs
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
 
-_PANEL = dict(de_fraction=0.25, fine_separation=0.4, library_size_effect=0.5)
-#: name → keyword arguments of simulate_hierarchy
-CHECKS = {
-    "sim-panel": SETTINGS["sim-panel"],
-    "check-panel-40": dict(n_cells=6000, n_genes=40, n_coarse=6, n_fine=18, **_PANEL, random_state=6),
-    "check-panel-100": dict(
-        n_cells=6000, n_genes=100, n_coarse=6, n_fine=18, **{**_PANEL, "de_fraction": 0.2}, random_state=7
-    ),
-    "check-panel-300": dict(
-        n_cells=6000,
-        n_genes=300,
-        n_coarse=5,
-        n_fine=20,
-        de_fraction=0.1,
-        fine_separation=0.5,
-        imbalance=1.0,
-        random_state=8,
-    ),
-    # added after "auto" became the default, to check it at the shape of a small tissue panel (7 → 31, 33 genes)
-    "check-panel-33": dict(n_cells=5000, n_genes=33, n_coarse=7, n_fine=31, **_PANEL, imbalance=1.0, random_state=10),
-    "check-60-no-size": dict(
-        n_cells=4000, n_genes=60, n_coarse=4, n_fine=12, de_fraction=0.25, fine_separation=0.5, random_state=9
-    ),
-    "check-150": dict(n_cells=1500, n_genes=150, n_coarse=3, n_fine=9, fine_separation=1.0, random_state=4),
-    "check-300": dict(
-        n_cells=1500, n_genes=300, n_coarse=4, n_fine=12, fine_separation=1.5, imbalance=1.0, random_state=2
-    ),
-}
+#: sim-panel, where the option was found, and the panel checks
+CHECKS = {"sim-panel": SETTINGS["sim-panel"], **PANEL_CHECKS}
 SPACES = ("representation", "class_pca")
 
 

@@ -10,6 +10,8 @@ import anndata as ad
 import falcon_sc as fs
 from falcon_sc import metrics
 
+# A targeted panel's fine types: a quarter of the genes shifted, weakly, and cell size (total counts) differing.
+_PANEL = dict(de_fraction=0.25, fine_separation=0.4, library_size_effect=0.5)
 #: name → keyword arguments of simulate_hierarchy
 SETTINGS = {
     "sim-4x10": dict(n_cells=3000, n_genes=2000, n_coarse=4, n_fine=10, random_state=1),
@@ -22,22 +24,63 @@ SETTINGS = {
     # Fine differences small against the noise: k-means with the true counts reaches ACC ≈ 70.
     "sim-hard": dict(n_cells=6000, n_genes=2000, n_coarse=6, n_fine=18, fine_separation=0.45, random_state=4),
     # A targeted panel: 40 genes, fine types differing in cell size (total counts).
-    "sim-panel": dict(
+    "sim-panel": dict(n_cells=6000, n_genes=40, n_coarse=6, n_fine=18, **_PANEL, random_state=5),
+}
+#: Panel settings made to check options found on sim-panel (none used for tuning).
+PANEL_CHECKS = {
+    "check-panel-40": dict(n_cells=6000, n_genes=40, n_coarse=6, n_fine=18, **_PANEL, random_state=6),
+    "check-panel-100": dict(
+        n_cells=6000, n_genes=100, n_coarse=6, n_fine=18, **{**_PANEL, "de_fraction": 0.2}, random_state=7
+    ),
+    "check-panel-300": dict(
         n_cells=6000,
-        n_genes=40,
-        n_coarse=6,
-        n_fine=18,
-        de_fraction=0.25,
-        fine_separation=0.4,
-        library_size_effect=0.5,
-        random_state=5,
+        n_genes=300,
+        n_coarse=5,
+        n_fine=20,
+        de_fraction=0.1,
+        fine_separation=0.5,
+        imbalance=1.0,
+        random_state=8,
+    ),
+    # added after "auto" became the default, to check it at the shape of a small tissue panel (7 → 31, 33 genes)
+    "check-panel-33": dict(n_cells=5000, n_genes=33, n_coarse=7, n_fine=31, **_PANEL, imbalance=1.0, random_state=10),
+    "check-60-no-size": dict(
+        n_cells=4000, n_genes=60, n_coarse=4, n_fine=12, de_fraction=0.25, fine_separation=0.5, random_state=9
+    ),
+    "check-150": dict(n_cells=1500, n_genes=150, n_coarse=3, n_fine=9, fine_separation=1.0, random_state=4),
+    "check-300": dict(
+        n_cells=1500, n_genes=300, n_coarse=4, n_fine=12, fine_separation=1.5, imbalance=1.0, random_state=2
     ),
 }
+#: Whole-transcriptome settings made to check options found on sim-hard and pbmc3k (none used for tuning).
+WHOLE_TRANSCRIPTOME_CHECKS = {
+    "check-wt-hard": dict(
+        n_cells=5000, n_genes=2000, n_coarse=5, n_fine=15, fine_separation=0.5, imbalance=1.0, random_state=11
+    ),
+    "check-wt-10x30": dict(
+        n_cells=8000, n_genes=2000, n_coarse=10, n_fine=30, fine_separation=0.6, imbalance=1.0, random_state=12
+    ),
+    "check-wt-size": dict(
+        n_cells=4000,
+        n_genes=2000,
+        n_coarse=4,
+        n_fine=12,
+        fine_separation=0.5,
+        library_size_effect=0.3,
+        random_state=13,
+    ),
+    "check-wt-20x60": dict(
+        n_cells=12000, n_genes=2000, n_coarse=20, n_fine=60, imbalance=1.5, min_cells_per_fine=15, random_state=14
+    ),
+}
+#: Every check setting, name → keyword arguments of simulate_hierarchy.
+CHECKS = {**PANEL_CHECKS, **WHOLE_TRANSCRIPTOME_CHECKS}
 
 
 def simulate(name: str) -> ad.AnnData:
-    """The simulated dataset ``name`` (a key of :data:`SETTINGS`), with ``obs["coarse"]`` and ``obs["fine"]``."""
-    return fs.datasets.simulate_hierarchy(**SETTINGS[name])
+    """The simulated dataset ``name`` (a key of :data:`SETTINGS` or :data:`CHECKS`), with ``obs["coarse"]`` and
+    ``obs["fine"]``."""
+    return fs.datasets.simulate_hierarchy(**(SETTINGS[name] if name in SETTINGS else CHECKS[name]))
 
 
 def scored_run(name: str, adata: ad.AnnData, seed: int, column: str, **option) -> dict:

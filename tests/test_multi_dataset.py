@@ -16,6 +16,8 @@ import falcon_sc as fs
 from falcon_sc import metrics
 from falcon_sc._adata.labels import coarse_groups
 from falcon_sc.core import get_config, run_falcon, train_falcon
+from falcon_sc.core.allocation import joint_start
+from falcon_sc.core.initial_relationship import first_dataset_classes
 
 FAST = conftest.FAST | {"n_top_genes": 150}
 # Two datasets' worth of coarse groups need the default step budget (200 steps: ACC 0.52; 1,500: 0.94).
@@ -217,3 +219,66 @@ def test_markers_and_panels_use_the_first_datasets_taxonomy(joint):
     axes = fs.pl.subtypes(adata, show=False)
     assert [ax.get_title() for ax in axes] == list(adata.uns["falcon"]["coarse_names"])
     plt.close("all")
+
+
+def _lineages_and_a_crossing_grouping():
+    """6 tight fine clusters in 3 lineages (a large shared offset each); D0 (first 300 cells) groups them by
+    lineage {0,1} {2,3} {4,5}, D1 (next 300) as {0,2} {1,4} {3,5}, which crosses the lineages. Coarse codes:
+    D0 0–2, D1 3–5."""
+    rng = np.random.default_rng(0)
+    centres = np.repeat(20.0 * rng.standard_normal((3, 8)), 2, axis=0) + 4.0 * rng.standard_normal((6, 8))
+    fine = np.tile(np.repeat(np.arange(6), 50), 2)
+    scores = centres[fine] + rng.standard_normal((fine.size, 8))
+    d1_parent = np.array([0, 1, 0, 2, 1, 2])
+    coarse = np.r_[fine[:300] // 2, 3 + d1_parent[fine[300:]]]
+    return scores.astype(np.float32), fine, coarse, d1_parent
+
+
+def test_other_datasets_cells_take_the_nearest_first_dataset_class():
+    scores, fine, coarse, _ = _lineages_and_a_crossing_grouping()
+    proxy = first_dataset_classes(torch.as_tensor(scores), torch.as_tensor(coarse), 3).numpy()
+    np.testing.assert_array_equal(proxy[:300], coarse[:300])  # the first dataset keeps its own labels
+    np.testing.assert_array_equal(proxy[300:], fine[300:] // 2)  # the others: the lineage they come from
+
+
+def test_joint_warm_start_splits_the_first_taxonomy_and_derives_the_others():
+    scores, fine, coarse, d1_parent = _lineages_and_a_crossing_grouping()
+    first = fs.core.fixed_relationship([2, 2, 2])
+    relationship, labels = joint_start(scores, coarse, fine // 2, first, (3, 3), random_state=0)
+    assert relationship.shape == (6, 6)
+    np.testing.assert_array_equal(relationship[:, :3], first)
+    assert np.all(relationship[:, 3:].sum(1) == 1) and np.all(relationship[:, 3:].sum(0) >= 1)
+    assert metrics.cluster_accuracy(fine, labels) == 1.0
+    # each found class's parent in D1 is the D1 group of the fine cluster it found
+    found_to_true = pd.crosstab(labels, fine).idxmax(axis=1)
+    np.testing.assert_array_equal(relationship[:, 3:].argmax(1), d1_parent[found_to_true.to_numpy()])
+    # and every cell's label is one its own dataset's M allows under its coarse label
+    assert relationship[labels, coarse].all()
+
+
+def test_joint_start_moves_a_disallowed_label_to_the_nearest_allowed_class():
+    scores, fine, coarse, _ = _lineages_and_a_crossing_grouping()
+    proxy = fine // 2
+    # a D1 cell of fine cluster 0 (D1 class 0) placed in lineage 2, whose clusters 4 and 5 D1 puts in classes 1 and
+    # 2: its k-means label is not allowed under its own class
+    assert fine[300] == 0 and coarse[300] == 3
+    proxy[300] = 2
+    first = fs.core.fixed_relationship([2, 2, 2])
+    relationship, labels = joint_start(scores, coarse, proxy, first, (3, 3), random_state=0)
+    assert relationship[labels, coarse].all()
+    # the allowed class with the nearest centroid is the cell's own fine cluster
+    assert labels[300] == pd.Series(labels[fine == fine[300]]).mode()[0]
+
+
+def test_a_joint_run_starts_from_the_joint_warm_start():
+    scores, fine, coarse, _ = _lineages_and_a_crossing_grouping()
+    # 10 steps of FALCON after the warm start: the k-means start (ACC 1.0 here) is what the labels show
+    options = dict(min_total_steps=10, n_restarts=1, representation="genes", neighbor_metric="euclidean")
+    for warm_start, expected in (("kmeans", 1.0), ("none", None)):
+        config = get_config("default", warm_start=warm_start, **options)
+        result = run_falcon(scores, coarse, n_coarse=6, n_fine=6, coarse_blocks=[3, 3], config=config, progress=False)
+        accuracy = metrics.cluster_accuracy(fine, result.labels)
+        if expected is None:
+            assert accuracy < 0.9  # a cold start has not found the classes after 10 steps
+        else:
+            assert accuracy == expected

@@ -21,6 +21,7 @@ from sklearn.cluster import KMeans
 
 from .config import FalconConfig
 from .initial_relationship import proportional_relationship, usable_base
+from .relationship import solve_relationship
 
 # Per coarse class, the allocation criterion is computed on a random sample of at most this many cells; a
 # class's gains are scaled back to its full size.
@@ -214,3 +215,43 @@ def kmeans_within_classes(
             kmeans.fit(scores[members])
         labels[members] = fines[kmeans.predict(scores[members])]
     return labels
+
+
+def joint_start(
+    scores: torch.Tensor | np.ndarray,
+    coarse: np.ndarray,
+    proxy: np.ndarray,
+    first: np.ndarray,
+    coarse_blocks: tuple[int, ...],
+    random_state: int,
+    *,
+    time_limit: float = 60.0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The warm start of a run on several datasets: ``(M, labels)``.
+
+    ``proxy`` gives every cell a class of the first dataset (its own label there, the nearest class's for the
+    other datasets' cells) and ``first`` that dataset's M. The cells are split by k-means inside each proxy
+    class under ``first`` (:func:`kmeans_within_classes`); each later dataset's M_l then gives every fine class
+    the parent holding most of its cells there (solved exactly, so every class gets one), and a cell whose
+    label M_l does not allow under its own coarse class takes the allowed fine class with the nearest centroid.
+    """
+    host = _on_host(scores)
+    labels = kmeans_within_classes(host, proxy, first, random_state)
+    n_fine = first.shape[0]
+    relationships, offset = [first], coarse_blocks[0]
+    for size in coarse_blocks[1:]:
+        cells = np.flatnonzero((coarse >= offset) & (coarse < offset + size))
+        shares = np.zeros((n_fine, size))
+        np.add.at(shares, (labels[cells], coarse[cells] - offset), 1.0 / cells.size)
+        relationships.append(solve_relationship(shares, 0.0, time_limit=time_limit))
+        offset += size
+    relationship = np.hstack(relationships)
+    allowed = relationship[:, coarse].T.astype(bool)  # (n, K_F): fine classes M allows for each cell's label
+    wrong = np.flatnonzero(~allowed[np.arange(coarse.size), labels])
+    if wrong.size:
+        sums = np.zeros((n_fine, host.shape[1]))
+        np.add.at(sums, labels, host)
+        centroids = sums / np.maximum(np.bincount(labels, minlength=n_fine), 1)[:, None]
+        dist = (centroids**2).sum(1)[None, :] - 2.0 * host[wrong] @ centroids.T
+        labels[wrong] = np.where(allowed[wrong], dist, np.inf).argmin(1)
+    return relationship, labels

@@ -111,6 +111,9 @@ class FalconConfig:
     # to that partition for ``warm_start_steps`` steps, and FALCON refines it.
     # "alternate": every second restart starts cold (random classifier, M from class sizes) and the restarts'
     # objective decides, so a poor k-means start cannot decide the result.
+    # With several datasets the allocation and k-means use the first dataset's taxonomy (the other datasets'
+    # cells take its nearest class) and the other datasets' M follow from where the k-means classes fall
+    # (:func:`~.allocation.joint_start`).
     warm_start: Literal["none", "kmeans", "alternate"] = "none"
     warm_start_steps: int = 300
     # Fine classes left with fewer than max(5, min_subtype_share · n) cells are re-seeded where a subtype

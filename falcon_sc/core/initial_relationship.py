@@ -101,21 +101,29 @@ def aligned_relationship(first: np.ndarray, overlap: np.ndarray, *, time_limit: 
 
 
 @torch.no_grad()
-def coarse_overlaps(x: torch.Tensor, coarse: torch.Tensor, coarse_blocks: Sequence[int]) -> list[np.ndarray]:
-    """For every later dataset, ``(K_C^0, K_C^l)``: how the first dataset's coarse classes spread over its own.
-
-    Each cell of a later dataset is given the first dataset's coarse class with the nearest centroid (cosine);
-    row ``c`` is the distribution over the later dataset's classes of the cells given ``c`` (uniform if none).
-    """
-    n_first = coarse_blocks[0]
+def first_dataset_classes(x: torch.Tensor, coarse: torch.Tensor, n_first: int) -> torch.Tensor:
+    """Every cell's coarse class in the first dataset's taxonomy: its own label for the first dataset's cells
+    (labels ``< n_first``), for the others the first dataset's class whose centroid is the most cosine-similar."""
     unit = F.normalize(x.float(), dim=1)
     first = coarse < n_first
     centroids = torch.zeros(n_first, x.shape[1], device=x.device).index_add_(0, coarse[first], unit[first])
-    centroids = F.normalize(centroids, dim=1)
+    nearest = (unit @ F.normalize(centroids, dim=1).T).argmax(1)
+    return torch.where(first, coarse, nearest)
+
+
+def coarse_overlaps(x: torch.Tensor, coarse: torch.Tensor, coarse_blocks: Sequence[int]) -> list[np.ndarray]:
+    """For every later dataset, ``(K_C^0, K_C^l)``: how the first dataset's coarse classes spread over its own.
+
+    Each cell of a later dataset is given the first dataset's coarse class with the nearest centroid
+    (:func:`first_dataset_classes`); row ``c`` is the distribution over the later dataset's classes of the cells
+    given ``c`` (uniform if none).
+    """
+    n_first = coarse_blocks[0]
+    proxy = first_dataset_classes(x, coarse, n_first)
     overlaps, offset = [], n_first
     for size in coarse_blocks[1:]:
         cells = (coarse >= offset) & (coarse < offset + size)
-        nearest = (unit[cells] @ centroids.T).argmax(1).cpu().numpy()
+        nearest = proxy[cells].cpu().numpy()
         own = (coarse[cells] - offset).cpu().numpy()
         counts = np.bincount(nearest * size + own, minlength=n_first * size).reshape(n_first, size).astype(float)
         totals = counts.sum(1, keepdims=True)

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from .allocation import initial_counts, kmeans_within_classes, reseed_empty
+from .allocation import initial_counts, joint_start, kmeans_within_classes, reseed_empty
 from .classifier import FineClassifier
 from .config import FalconConfig
-from .initial_relationship import fixed_relationship
+from .initial_relationship import first_dataset_classes, fixed_relationship
 from .label_check import neighbor_coarse_mass
 from .neighbors import within_group_neighbors
 from .pca import class_pca_scores, fit_pca, fit_within_class_pca
@@ -163,14 +163,18 @@ def run_falcon(
         t_knn = time.perf_counter() - t0
         logger.info("within-class neighbours: %.2f s", t_knn)
         single = coarse_blocks is None or len(coarse_blocks) == 1
-        warm = config.warm_start != "none" and single
+        warm = config.warm_start != "none" and (single or fixed is None)
         if warm and fixed is None and config.relationship_init != "proportional":
             raise ValueError("warm_start needs relationship_init='proportional' (the M it starts from).")
+        # Several datasets: allocation and k-means run on the first dataset's taxonomy, into which every other
+        # dataset's cells are placed by their nearest class (joint_start derives the other datasets' M from that).
+        n_first = n_coarse if single else coarse_blocks[0]
+        proxy = (
+            coarse if single or not warm else first_dataset_classes(x, torch.as_tensor(coarse), n_first).cpu().numpy()
+        )
         warm_counts = initial_fine_per_coarse
-        if fixed is None and single and (warm or config.allocation != "size"):
-            warm_counts = initial_counts(
-                scores, coarse, n_coarse, n_fine, config, initial_fine_per_coarse, random_state
-            )
+        if fixed is None and (warm or (single and config.allocation != "size")):
+            warm_counts = initial_counts(scores, proxy, n_first, n_fine, config, initial_fine_per_coarse, random_state)
             logger.info("initial fine classes per coarse class (%s): %s", config.allocation, warm_counts.tolist())
         start_relationship = fixed if fixed is not None else (fixed_relationship(warm_counts) if warm else None)
 
@@ -180,6 +184,12 @@ def run_falcon(
             if not warm or (config.warm_start == "alternate" and restart % 2 == 1):
                 counts = warm_counts if config.warm_start == "none" else initial_fine_per_coarse
                 return {"initial_fine_per_coarse": counts, "initial_labels": None}
+            if not single:
+                relationship, labels = joint_start(
+                    scores, coarse, proxy, start_relationship, tuple(coarse_blocks), seed,
+                    time_limit=config.solver_time_limit,
+                )  # fmt: skip
+                return {"start_relationship": relationship, "initial_labels": labels}
             labels = kmeans_within_classes(scores, coarse, start_relationship, seed)
             return {"initial_fine_per_coarse": warm_counts, "initial_labels": labels}
 

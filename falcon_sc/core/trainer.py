@@ -125,6 +125,7 @@ def train_falcon(
     fixed: np.ndarray | None = None,
     coarse_blocks: Sequence[int] | None = None,
     initial_fine_per_coarse: np.ndarray | None = None,
+    start_relationship: np.ndarray | None = None,
     initial_labels: np.ndarray | None = None,
     config: FalconConfig,
     random_state: int = 0,
@@ -147,7 +148,8 @@ def train_falcon(
 
     ``initial_fine_per_coarse`` (first dataset's coarse classes) is where the proportional initial M starts
     before sharing out the remaining fine classes, e.g. the per-class counts of
-    :func:`~falcon_sc.core.estimate_n_fine`.
+    :func:`~falcon_sc.core.estimate_n_fine`. ``start_relationship`` (``(K_F, K_C)``, all datasets) is instead the M
+    training starts from, whatever ``config.relationship_init`` says.
 
     ``initial_labels`` (one fine class per example, consistent with the initial M, e.g. per-class k-means)
     warm-starts the classifier: before FALCON's own steps it is fitted to them for ``config.warm_start_steps``
@@ -213,7 +215,11 @@ def train_falcon(
         ids = [device.index] if device.type == "cuda" else None
         student = torch.nn.parallel.DistributedDataParallel(model, device_ids=ids)
 
-    if learn_relationship:
+    if learn_relationship and start_relationship is not None:
+        relationship = np.asarray(start_relationship, dtype=np.int8)
+        if relationship.shape != (n_fine, n_coarse):
+            raise ValueError(f"start_relationship has shape {relationship.shape}; expected ({n_fine}, {n_coarse}).")
+    elif learn_relationship:
         relationship = initial_relationship(
             config, coarse_sizes, n_fine, coarse_blocks, initial_fine_per_coarse, views, coarse_t, generator
         )
