@@ -250,6 +250,11 @@ def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys, monkeypatch):
     expected += [metrics.cluster_accuracy(fine, coarse), metrics.adjusted_rand_index(fine, coarse)]
     assert list(printed.groups()) == [f"{100 * v:.1f}" for v in expected]
     assert written.obs["falcon"].cat.categories.size == 10
+    # each subtype with siblings is printed with its top markers against them, those the written object holds
+    table = written.uns["falcon_markers"]["table"]
+    listed = {line.split()[0]: line for line in out.splitlines() if " cells " in line}
+    for group, names in table.groupby("group", observed=True)["names"]:
+        assert names.size == demo._N_MARKERS and listed[group].endswith(", ".join(names))
     assert (tmp_path / "relationship.png").stat().st_size > 0
 
 
