@@ -2,12 +2,12 @@
 
 A grid of simulated datasets with known K_F (different numbers of coarse and fine classes, imbalance and
 fine-class separation; :func:`falcon_sc.datasets.simulate_hierarchy`), the 27 → 83, hard and panel settings of
-``bench/accuracy.py``, plus pbmc3k (true 9) and pbmc68k
-(true 10). For each: the data estimate of K_F, the FALCON-checked estimate that ``n_fine="auto"`` keeps (one
-more class while FALCON's restarts agree at least as well), and ACC / ARI of FALCON (default preset,
-``random_state=0``) with that estimate and with the true K_F given (M then starts from the default
-allocation, not from the estimate's per-class counts). Prints a markdown table and the relative error of both
-estimates over the simulated grid (median, quartiles, max).
+``bench/accuracy.py``, plus pbmc3k (true 9) and pbmc68k (true 10); ``--only`` also takes the ``check-*``
+settings of ``bench/simulations.py``, summarised apart. For each: the data estimate of K_F, the FALCON-checked
+estimate that ``n_fine="auto"`` keeps (one more class while FALCON's restarts agree at least as well), and ACC /
+ARI of FALCON (default preset, ``random_state=0``) with that estimate and with the true K_F given (M then starts
+from the default allocation, not from the estimate's per-class counts). Prints a markdown table and the relative
+error of both estimates over the simulated grid (median, quartiles, max).
 
     python bench/estimate_kf.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--only NAME ...]
 """
@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import scanpy as sc
-from simulations import SETTINGS, simulate
+from simulations import CHECKS, SETTINGS, simulate
 
 import falcon_sc as fs
 from falcon_sc import metrics
@@ -49,9 +49,8 @@ def load(name: str, pbmc3k: Path):
         return sc.read_h5ad(pbmc3k), "cell_type_coarse", "cell_type_fine", 9
     if name == "pbmc68k":
         return fs.datasets.pbmc68k_hierarchy(), "coarse", "fine", 10
-    if name in NEW:
-        adata = simulate(name)
-        return adata, "coarse", "fine", SETTINGS[name]["n_fine"]
+    if name in NEW or name in CHECKS:
+        return simulate(name), "coarse", "fine", (SETTINGS[name] if name in NEW else CHECKS[name])["n_fine"]
     cells, coarse, fine, separation, imbalance, seed = GRID[name]
     adata = fs.datasets.simulate_hierarchy(
         cells, 2000, coarse, fine, fine_separation=separation, imbalance=imbalance, random_state=seed
@@ -69,18 +68,19 @@ def scores(adata, fine_key) -> tuple[float, float]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--pbmc3k", type=Path, default=Path("../shared/data/pbmc3k_labeled.h5ad"))
-    parser.add_argument("--only", nargs="+", default=None, help="run only these settings")
+    parser.add_argument("--only", nargs="+", default=None, help="run only these settings (check-* settings too)")
     args = parser.parse_args()
     names = [*GRID, *NEW, "pbmc3k", "pbmc68k"]
     if args.only:
-        names = [n for n in names if n in args.only]
+        names = [n for n in [*names, *CHECKS] if n in args.only]
 
     print(
         "| dataset | true K_F | data est. | FALCON-checked | per coarse class | tried (restart ARI) "
         "| ACC est. | ACC true | ARI est. | ARI true | auto s |"
     )
     print("|---|---|---|---|---|---|---|---|---|---|---|")
-    errors: dict[str, list[float]] = {"data estimate": [], "FALCON-checked estimate": []}
+    # relative errors per group of settings (the tuning grid, and the checks no default was chosen on) and estimate
+    errors: dict[tuple[str, str], list[float]] = {}
     for name in names:
         if name == "pbmc3k" and not args.pbmc3k.exists():
             print(f"skipping pbmc3k: {args.pbmc3k} not found")
@@ -100,21 +100,20 @@ def main() -> None:
             for n, a, kept in estimate["refinement"][["n_fine", "restart_agreement", "kept"]].itertuples(index=False)
         )
         seconds = auto.uns["falcon"]["timings"]["total"]
-        if name in GRID or name in NEW:
-            errors["data estimate"].append(abs(estimate["data_estimate"] - true_k) / true_k)
-            errors["FALCON-checked estimate"].append(abs(k - true_k) / true_k)
+        group = "simulated grid" if name in GRID or name in NEW else "check settings" if name in CHECKS else None
+        if group is not None:
+            errors.setdefault((group, "data estimate"), []).append(abs(estimate["data_estimate"] - true_k) / true_k)
+            errors.setdefault((group, "FALCON-checked estimate"), []).append(abs(k - true_k) / true_k)
         print(
             f"| {name} | {true_k} | {estimate['data_estimate']} | {k} | {per} | {tried} | {acc_e:.1f} | {acc_t:.1f} | "
             f"{ari_e:.1f} | {ari_t:.1f} | {seconds:.0f} |",
             flush=True,
         )
-    for what, values in errors.items():
-        if not values:
-            continue
+    for (group, what), values in errors.items():
         values = 100 * np.asarray(values)
         q1, median, q3 = np.percentile(values, [25, 50, 75])
         print(
-            f"\nsimulated grid ({values.size} settings), {what}: relative error median {median:.1f} %, "
+            f"\n{group} ({values.size} settings), {what}: relative error median {median:.1f} %, "
             f"quartiles {q1:.1f}–{q3:.1f} %, max {values.max():.1f} %; exact in {(values == 0).sum()} of {values.size}"
         )
     print(

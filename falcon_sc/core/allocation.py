@@ -246,12 +246,11 @@ def joint_start(
         relationships.append(solve_relationship(shares, 0.0, time_limit=time_limit))
         offset += size
     relationship = np.hstack(relationships)
-    allowed = relationship[:, coarse].T.astype(bool)  # (n, K_F): fine classes M allows for each cell's label
-    wrong = np.flatnonzero(~allowed[np.arange(coarse.size), labels])
+    wrong = np.flatnonzero(relationship[labels, coarse] == 0)  # labels M does not allow under the cell's class
     if wrong.size:
         sums = np.zeros((n_fine, host.shape[1]))
         np.add.at(sums, labels, host)
         centroids = sums / np.maximum(np.bincount(labels, minlength=n_fine), 1)[:, None]
         dist = (centroids**2).sum(1)[None, :] - 2.0 * host[wrong] @ centroids.T
-        labels[wrong] = np.where(allowed[wrong], dist, np.inf).argmin(1)
+        labels[wrong] = np.where(relationship[:, coarse[wrong]].T > 0, dist, np.inf).argmin(1)
     return relationship, labels
