@@ -180,6 +180,15 @@ def test_engine_checks_coarse_blocks():
         train_falcon(x, coarse, graph, n_fine=2, coarse_blocks=[1, 3], config=config, progress=False)
 
 
+def test_engine_checks_the_shape_of_a_start_relationship():
+    x = torch.randn(40, 5)
+    coarse = np.repeat(np.arange(4), 10)
+    config = get_config("default", min_total_steps=10)
+    graph = fs.core.within_group_neighbors(x, coarse, 3)
+    with pytest.raises(ValueError, match=r"start_relationship has shape \(5, 4\); expected \(6, 4\)"):
+        train_falcon(x, coarse, graph, n_fine=6, start_relationship=np.ones((5, 4)), config=config, progress=False)
+
+
 def test_relationship_graph_per_dataset_and_side_by_side(joint):
     axes = fs.pl.relationship_graph(joint, show=False)
     assert len(axes) == 2 and [ax.get_title().split(":")[0] for ax in axes] == ["D0", "D1"]
