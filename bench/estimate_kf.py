@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 import scanpy as sc
-from simulations import CHECKS, SETTINGS, simulate
+from simulations import CHECKS, setting, simulate
 
 import falcon_sc as fs
 from falcon_sc import metrics
@@ -50,7 +50,7 @@ def load(name: str, pbmc3k: Path):
     if name == "pbmc68k":
         return fs.datasets.pbmc68k_hierarchy(), "coarse", "fine", 10
     if name in NEW or name in CHECKS:
-        return simulate(name), "coarse", "fine", (SETTINGS[name] if name in NEW else CHECKS[name])["n_fine"]
+        return simulate(name), "coarse", "fine", setting(name)["n_fine"]
     cells, coarse, fine, separation, imbalance, seed = GRID[name]
     adata = fs.datasets.simulate_hierarchy(
         cells, 2000, coarse, fine, fine_separation=separation, imbalance=imbalance, random_state=seed

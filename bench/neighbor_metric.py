@@ -19,9 +19,8 @@ from pathlib import Path
 
 import pandas as pd
 from neighbor_space import CHECKS
-from simulations import WHOLE_TRANSCRIPTOME_CHECKS, scored_run
+from simulations import WHOLE_TRANSCRIPTOME_CHECKS, scored_run, simulate
 
-import falcon_sc as fs
 from falcon_sc.core.config import is_panel
 
 warnings.filterwarnings("ignore", category=FutureWarning)
@@ -44,7 +43,7 @@ def main() -> None:
         return
     rows = []
     for name in args.only:
-        adata = fs.datasets.simulate_hierarchy(**SETTINGS[name])
+        adata = simulate(name)
         for seed in args.seeds:
             for metric in args.metrics:
                 rows.append(scored_run(name, adata, seed, "metric", neighbor_metric=metric))

@@ -18,9 +18,7 @@ import warnings
 
 import numpy as np
 import pandas as pd
-from simulations import PANEL_CHECKS, SETTINGS, scored_run
-
-import falcon_sc as fs
+from simulations import PANEL_CHECKS, SETTINGS, scored_run, simulate
 
 warnings.filterwarnings("ignore", category=FutureWarning)
 warnings.filterwarnings("ignore", category=UserWarning)
@@ -37,7 +35,7 @@ def main() -> None:
     args = parser.parse_args()
     rows = []
     for name in args.only:
-        adata = fs.datasets.simulate_hierarchy(**CHECKS[name])
+        adata = simulate(name)
         for seed in args.seeds:
             for space in SPACES:
                 rows.append(scored_run(name, adata, seed, "space", neighbor_space=space))

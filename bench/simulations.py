@@ -77,10 +77,15 @@ WHOLE_TRANSCRIPTOME_CHECKS = {
 CHECKS = {**PANEL_CHECKS, **WHOLE_TRANSCRIPTOME_CHECKS}
 
 
+def setting(name: str) -> dict:
+    """The keyword arguments of simulate_hierarchy for ``name``, a key of :data:`SETTINGS` or :data:`CHECKS`."""
+    return SETTINGS[name] if name in SETTINGS else CHECKS[name]
+
+
 def simulate(name: str) -> ad.AnnData:
     """The simulated dataset ``name`` (a key of :data:`SETTINGS` or :data:`CHECKS`), with ``obs["coarse"]`` and
     ``obs["fine"]``."""
-    return fs.datasets.simulate_hierarchy(**(SETTINGS[name] if name in SETTINGS else CHECKS[name]))
+    return fs.datasets.simulate_hierarchy(**setting(name))
 
 
 def scored_run(name: str, adata: ad.AnnData, seed: int, column: str, **option) -> dict:

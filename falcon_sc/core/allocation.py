@@ -101,12 +101,20 @@ def _own_like(scores: np.ndarray, coarse: np.ndarray, n_coarse: int) -> np.ndarr
     Cells that look like another coarse class (mislabelled cells, doublets, a continuum between classes) form
     islands that k-means happily splits off, but such an island is another class's cells, not a subtype of
     this one: the criterion is computed without them."""
-    sums = np.zeros((n_coarse, scores.shape[1]))
-    np.add.at(sums, coarse, scores)
-    centroids = sums / np.maximum(np.bincount(coarse, minlength=n_coarse), 1)[:, None]
-    # ‖x − c‖² up to the per-cell constant ‖x‖²: an (n, K_C) matrix, never (n, K_C, dims)
-    dist = (centroids**2).sum(1)[None, :] - 2.0 * scores @ centroids.T
-    return dist.argmin(1) == coarse
+    return _centroid_distances(scores, coarse, n_coarse).argmin(1) == coarse
+
+
+def _centroid_distances(
+    scores: np.ndarray, labels: np.ndarray, n_groups: int, rows: np.ndarray | None = None
+) -> np.ndarray:
+    """Squared distance of each cell (of ``rows``, default all) to the centroid of each of the ``n_groups``
+    groups of ``labels``, up to the cell's own ‖x‖² (which does not change its ranking): an (n, groups) matrix,
+    never (n, groups, dims)."""
+    sums = np.zeros((n_groups, scores.shape[1]))
+    np.add.at(sums, labels, scores)
+    centroids = sums / np.maximum(np.bincount(labels, minlength=n_groups), 1)[:, None]
+    points = scores if rows is None else scores[rows]
+    return (centroids**2).sum(1)[None, :] - 2.0 * points @ centroids.T
 
 
 def structure_allocation(
@@ -248,9 +256,6 @@ def joint_start(
     relationship = np.hstack(relationships)
     wrong = np.flatnonzero(relationship[labels, coarse] == 0)  # labels M does not allow under the cell's class
     if wrong.size:
-        sums = np.zeros((n_fine, host.shape[1]))
-        np.add.at(sums, labels, host)
-        centroids = sums / np.maximum(np.bincount(labels, minlength=n_fine), 1)[:, None]
-        dist = (centroids**2).sum(1)[None, :] - 2.0 * host[wrong] @ centroids.T
+        dist = _centroid_distances(host, labels, n_fine, wrong)
         labels[wrong] = np.where(relationship[:, coarse[wrong]].T > 0, dist, np.inf).argmin(1)
     return relationship, labels
