@@ -23,7 +23,8 @@ sim-27x83 (the paper's shape: 20,000 cells, imbalanced subtypes, two below 1 % o
 sim-hard (fine differences small against the noise) and sim-panel (40 genes, total counts differing between
 fine types, as in targeted spatial panels). ``--datasets`` also takes the check settings of
 ``bench/simulations.py`` (``check-*``: simulations made to check options found on the tuning sets, none used for
-tuning), to see whether the table's margins carry over to data the defaults were not chosen on.
+tuning), to see whether the table's margins carry over to data the defaults were not chosen on, and
+``pbmc3k-panel-N``: pbmc3k's counts on its N most variable genes, real cells as a targeted panel measures them.
 
     python bench/accuracy.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--seeds 0 1 2] [--datasets ...]
                              [--baseline-pcs 50]
@@ -58,11 +59,14 @@ warnings.filterwarnings("ignore", category=UserWarning)
 def load_datasets(names: list[str], pbmc3k: Path) -> dict[str, tuple[ad.AnnData, str, str]]:
     out = {}
     for name in names:
-        if name == "pbmc3k":
+        if name == "pbmc3k" or name.startswith("pbmc3k-panel-"):
             if not pbmc3k.exists():
-                print(f"skipping pbmc3k: {pbmc3k} not found")
+                print(f"skipping {name}: {pbmc3k} not found")
                 continue
-            out[name] = (sc.read_h5ad(pbmc3k), "cell_type_coarse", "cell_type_fine")
+            adata = sc.read_h5ad(pbmc3k)
+            if name != "pbmc3k":
+                adata = pbmc3k_panel(adata, int(name.rsplit("-", 1)[1]))
+            out[name] = (adata, "cell_type_coarse", "cell_type_fine")
         elif name == "pbmc68k":
             out[name] = (fs.datasets.pbmc68k_hierarchy(), "coarse", "fine")
         elif name in SETTINGS or name in CHECKS:
@@ -70,6 +74,13 @@ def load_datasets(names: list[str], pbmc3k: Path) -> dict[str, tuple[ad.AnnData,
         else:
             raise ValueError(f"unknown dataset {name}")
     return out
+
+
+def pbmc3k_panel(adata: ad.AnnData, n_genes: int) -> ad.AnnData:
+    """pbmc3k's counts on its ``n_genes`` most variable genes (seurat_v3, chosen without the labels): real cells
+    measured as a targeted panel would measure them, every cell's total counts being those of the panel."""
+    genes = sc.pp.highly_variable_genes(adata, n_top_genes=n_genes, flavor="seurat_v3", inplace=False)
+    return adata[:, genes["highly_variable"].to_numpy()].copy()
 
 
 def kmeans_within(pcs, coarse, counts_per_class: dict, seed: int) -> np.ndarray:
