@@ -255,6 +255,18 @@ def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys, monkeypatch):
     listed = {line.split()[0]: line for line in out.splitlines() if " cells " in line}
     for group, names in table.groupby("group", observed=True)["names"]:
         assert names.size == demo._N_MARKERS and listed[group].endswith(", ".join(names))
+    # the subtypes listed as looking like another coarse class are exactly those where at least a quarter of
+    # the cells' neighbours point to one other class; each line gives the most pointed-to class and its count
+    suspects = fs.tl.suspect_labels(written)
+    groups = written.obs.groupby("falcon", observed=True).groups
+    pointing = {
+        name: suspects.loc[suspects.index.isin(cells), "suggested"].value_counts() for name, cells in groups.items()
+    }
+    printed = re.findall(r"^  (\S+): (\d+) of (\d+) cells' neighbours point to (\S+)$", out, flags=re.MULTILINE)
+    expected = {n for n, c in pointing.items() if c.size and c.iloc[0] >= demo._SUSPECT_SHARE * len(groups[n])}
+    assert {name for name, *_ in printed} == expected
+    for name, count, size, other in printed:
+        assert int(size) == len(groups[name]) and int(count) == pointing[name][other] == pointing[name].iloc[0]
     assert (tmp_path / "relationship.png").stat().st_size > 0
 
 
