@@ -76,6 +76,7 @@ def main(argv: list[str] | None = None) -> None:
     # class's cells under the wrong label (in this dataset, CD16+ monocytes labelled "Dendritic").
     suspects = fs.tl.suspect_labels(adata)
     pointing = pd.crosstab(found.loc[suspects.index], suspects["suggested"])  # subtype × suggested class
+    pointing = pointing[pointing.sum(axis=1) > 0]  # (an empty subtype is never listed, whatever pandas keeps)
     sizes = found.value_counts()
     flagged = [name for name in pointing.index if pointing.loc[name].max() >= _SUSPECT_SHARE * sizes[name]]
     if flagged:
