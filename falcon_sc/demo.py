@@ -76,16 +76,14 @@ def main(argv: list[str] | None = None) -> None:
     # class's cells under the wrong label (in this dataset, CD16+ monocytes labelled "Dendritic").
     suspects = fs.tl.suspect_labels(adata)
     pointing = pd.crosstab(found.loc[suspects.index], suspects["suggested"])  # subtype × suggested class
-    pointing = pointing[pointing.sum(axis=1) > 0]  # (an empty subtype is never listed, whatever pandas keeps)
-    sizes = found.value_counts()
-    flagged = [name for name in pointing.index if pointing.loc[name].max() >= _SUSPECT_SHARE * sizes[name]]
-    if flagged:
+    most, other = pointing.max(axis=1), pointing.idxmax(axis=1)
+    sizes = relationship["n_cells"].loc[most.index]
+    # (an empty subtype is never listed, whichever categories pandas keeps)
+    flagged = most.index[(most > 0) & (most >= _SUSPECT_SHARE * sizes)]
+    if flagged.size:
         print("Subtypes whose cells look like another coarse class (tl.suspect_labels):")
         for name in flagged:
-            print(
-                f"  {name}: {pointing.loc[name].max()} of {sizes[name]} cells' neighbours point to "
-                f"{pointing.loc[name].idxmax()}"
-            )
+            print(f"  {name}: {most[name]} of {sizes[name]} cells' neighbours point to {other[name]}")
 
     args.out.mkdir(parents=True, exist_ok=True)
     adata.write_h5ad(args.out / "pbmc68k_falcon.h5ad")

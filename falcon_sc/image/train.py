@@ -114,7 +114,8 @@ def build_network(
 
 
 def find_neighbors(network: FineNetwork, views: AugmentedImages, config: FalconConfig, device) -> NeighborGraph:
-    """``config.n_neighbors`` most cosine-similar images within each coarse class, in the backbone's features."""
+    """``config.n_neighbors`` nearest images within each coarse class, in the backbone's features (by the config's
+    neighbour metric; "auto" means cosine for these features, as for any embedding)."""
     amp = config.mixed_precision and torch.device(device).type == "cuda"
     features = eval_outputs(network.backbone, views, device, amp)
     return within_group_neighbors(
