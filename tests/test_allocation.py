@@ -1,5 +1,5 @@
-"""Where training starts: the structure allocation, the k-means warm start, the within-class projection and the
-total-counts feature of targeted panels."""
+"""Where training starts: the structure allocation, the k-means and spectral warm starts, the within-class projection,
+the neighbour spaces and the total-counts feature of targeted panels."""
 
 import numpy as np
 import pytest
@@ -15,13 +15,14 @@ from falcon_sc.core.allocation import (
     _own_like,
     kmeans_within_classes,
     reseed_empty,
+    spectral_within_classes,
     structure_allocation,
     structure_gains,
 )
 from falcon_sc.core.config import CLASS_PCA_MAX_GENES, PANEL_MAX_GENES
 from falcon_sc.core.model import EMATeacher, make_mlp
 from falcon_sc.core.neighbors import within_group_neighbors
-from falcon_sc.core.pca import class_pca_scores, fit_pca, fit_within_class_pca
+from falcon_sc.core.pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
 from falcon_sc.core.trainer import _warm_start
 from falcon_sc.core.views import TensorViews
 
@@ -86,6 +87,40 @@ def test_kmeans_start_respects_the_relationship(big_plain_small_structured):
     assert metrics.cluster_accuracy(truth, labels) == 1.0
 
 
+def test_spectral_start_follows_the_graph_where_kmeans_cuts_across_it():
+    """Two interleaved half-moons of unequal size inside coarse class 1: k-means cuts straight across them, the
+    spectral start on the within-class neighbour graph separates them; class 0 has one fine class."""
+    from sklearn.datasets import make_moons
+
+    moons, truth = make_moons(600, noise=0.05, random_state=0)
+    keep = (truth == 0) | (np.arange(600) % 3 == 0)  # 300 against 100 cells
+    moons, truth = moons[keep], truth[keep]
+    x = np.vstack([np.random.default_rng(0).normal(10, 0.3, (200, 2)), moons]).astype(np.float32)
+    coarse = np.r_[np.zeros(200, int), np.ones(len(moons), int)]
+    truth = np.r_[np.full(200, -1), truth]
+    relationship = fixed_relationship([1, 2])
+    graph = within_group_neighbors(x, coarse, 10, metric="euclidean")
+    labels = spectral_within_classes(graph, coarse, relationship, random_state=0)
+    assert (relationship.argmax(1)[labels] == coarse).all()  # every label lies under the cell's coarse class
+    assert (labels[:200] == 0).all()
+    assert metrics.adjusted_rand_index(truth[200:], labels[200:]) == 1.0
+    assert metrics.adjusted_rand_index(truth[200:], kmeans_within_classes(x, coarse, relationship, 0)[200:]) < 0.6
+    np.testing.assert_array_equal(labels, spectral_within_classes(graph, coarse, relationship, random_state=0))
+
+
+def test_combined_scores_centre_and_weigh_both_blocks_inside_each_class():
+    rng = np.random.default_rng(0)
+    groups = np.repeat([0, 1], [50, 80])
+    scores = torch.as_tensor(rng.normal(groups[:, None] * 100.0, 3.0, (130, 6)), dtype=torch.float32)
+    class_scores = torch.as_tensor(rng.normal(0, 0.01, (130, 4)), dtype=torch.float32)
+    out = combined_scores(scores, class_scores, groups).numpy()
+    assert out.shape == (130, 10)
+    for g in (0, 1):
+        for block in (out[groups == g, :6], out[groups == g, 6:]):
+            np.testing.assert_allclose(block.mean(0), 0, atol=1e-5)
+            assert (block**2).sum(1).mean() == pytest.approx(1.0, rel=1e-5)
+
+
 def test_an_empty_subtype_is_reseeded_where_a_subtype_splits_most_clearly():
     rng = np.random.default_rng(2)
     two, _ = blobs(rng, 200, [[0, 0, 0], [6, 0, 0]])  # subtype 0 (coarse 0) holds two clear groups
@@ -126,9 +161,12 @@ def structured_sim():
     return x, coarse, adata.obs["fine"].astype(str).to_numpy()
 
 
-def test_run_falcon_starts_where_the_structure_is_and_repeats_exactly(structured_sim):
+@pytest.mark.parametrize(
+    "options", [{}, dict(neighbor_space="combined", warm_start_clustering="spectral")], ids=["default", "spectral"]
+)
+def test_run_falcon_starts_where_the_structure_is_and_repeats_exactly(structured_sim, options):
     x, coarse, fine = structured_sim
-    config = DEFAULT.replace(min_total_steps=300, n_restarts=2)
+    config = DEFAULT.replace(min_total_steps=300, n_restarts=2, **options)
     first = run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, random_state=3, progress=False)
     again = run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, random_state=3, progress=False)
     np.testing.assert_array_equal(first.probs, again.probs)

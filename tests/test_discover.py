@@ -136,7 +136,8 @@ def test_divergence_is_detected_and_reported(small):
         # every option is checked, with its expected type or values, before any work
         (None, dict(epochs="abc"), ValueError, "Option epochs expects an integer; got 'abc'"),
         (None, dict(prior="relationshp"), ValueError, "choose one of 'uniform', 'relationship'"),
-        (None, dict(neighbor_space="class"), ValueError, "choose one of 'representation', 'class_pca', 'auto'"),
+        (None, dict(neighbor_space="class"), ValueError, "choose one of 'representation', 'class_pca', 'combined'"),
+        (None, dict(warm_start_clustering="ward"), ValueError, "choose one of 'kmeans', 'spectral'"),
         (None, dict(class_pcs=0), ValueError, r"class_pcs=0 is out of range"),
         (None, dict(momentum=1.5), ValueError, r"momentum=1.5 is out of range; it must lie in \[0, 1\)"),
         (None, dict(n_jobs=0), ValueError, "n_jobs must be"),

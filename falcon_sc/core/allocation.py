@@ -1,4 +1,5 @@
-"""Where training starts: how many fine classes each coarse class gets, and per-class k-means under that M.
+"""Where training starts: how many fine classes each coarse class gets, and the partition of each coarse class
+(k-means, or spectral clustering of the neighbour graph) under that M.
 
 Two allocations of K_F over the coarse classes:
 
@@ -15,12 +16,16 @@ Two allocations of K_F over the coarse classes:
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
+import scipy.sparse as sp
 import torch
-from sklearn.cluster import KMeans
+from sklearn.cluster import KMeans, SpectralClustering
 
 from .config import FalconConfig
 from .initial_relationship import proportional_relationship, usable_base
+from .neighbors import NeighborGraph
 from .relationship import solve_relationship
 
 # Per coarse class, the allocation criterion is computed on a random sample of at most this many cells; a
@@ -222,6 +227,45 @@ def kmeans_within_classes(
         else:
             kmeans.fit(scores[members])
         labels[members] = fines[kmeans.predict(scores[members])]
+    return labels
+
+
+def spectral_within_classes(
+    graph: NeighborGraph, coarse: np.ndarray, relationship: np.ndarray, random_state: int
+) -> np.ndarray:
+    """Fine labels from spectral clustering of each coarse class's part of the within-class neighbour ``graph``
+    (the one FALCON trains with; edges made symmetric), into as many clusters as M gives the class, cluster
+    ``j`` becoming M's ``j``-th fine class of ``c``.
+
+    Unlike k-means it follows the graph, so it can cut along the weak directions that separate subtypes and
+    give clusters unequal sizes. Eigenvectors by LOBPCG: shift-invert ARPACK took 47 s for 20,000 cells on
+    2 cores, LOBPCG 0.3 s.
+    """
+    labels = np.empty(coarse.size, dtype=np.int64)
+    seed = int(random_state) % 2**31
+    for c in range(relationship.shape[1]):
+        members = np.flatnonzero(coarse == c)
+        fines = np.flatnonzero(relationship[:, c])
+        if members.size == 0:
+            continue
+        k = min(fines.size, members.size)
+        if k == 1 or members.size <= k + 1:
+            labels[members] = fines[np.arange(members.size) % k]
+            continue
+        local = np.full(coarse.size, -1, dtype=np.int64)
+        local[members] = np.arange(members.size)
+        valid = np.arange(graph.indices.shape[1])[None, :] < graph.n_valid[members, None]
+        rows = np.broadcast_to(np.arange(members.size)[:, None], valid.shape)[valid]
+        connectivity = sp.csr_matrix(
+            (np.ones(rows.size), (rows, local[graph.indices[members]][valid])), shape=(members.size,) * 2
+        )
+        affinity = 0.5 * (connectivity + connectivity.T)
+        clustering = SpectralClustering(
+            k, affinity="precomputed", assign_labels="cluster_qr", eigen_solver="lobpcg", random_state=seed
+        )
+        with warnings.catch_warnings():  # separate components are clusters here, not a failure
+            warnings.filterwarnings("ignore", "Graph is not fully connected", UserWarning)
+            labels[members] = fines[clustering.fit_predict(affinity)]
     return labels
 
 

@@ -90,7 +90,10 @@ class FalconConfig:
     # default (README, "What this shows"): on sim-panel it lifts ACC/ARI from 77.5 / 71.0 to 91.2 / 87.0
     # (3 seeds), but on a 33-gene 7 → 31 check panel it loses (2 seeds: ACC −4.0, ARI −7.0), and with 2,000
     # genes a purer graph trained worse (sim-hard kNN purity 0.85 → 0.94, yet ACC 77.9 → 69.8 on seed 0).
-    neighbor_space: Literal["representation", "class_pca", "auto"] = "representation"
+    # "combined": the representation's PCs centred inside each coarse class next to the class's own ``class_pcs``
+    # PCs, each block scaled to the same weight (:func:`~.pca.combined_scores`): the global PCs estimate the
+    # programmes shared across classes from all cells, the class's own see what varies only inside it.
+    neighbor_space: Literal["representation", "class_pca", "combined", "auto"] = "representation"
     class_pcs: int = 10
     ema_decay: float = 0.99
     # Soft → hard targets (cosine) and the balance weight λ_M both act during this first part of training.
@@ -115,6 +118,10 @@ class FalconConfig:
     # cells take its nearest class) and the other datasets' M follow from where the k-means classes fall
     # (:func:`~.allocation.joint_start`).
     warm_start: Literal["none", "kmeans", "alternate"] = "none"
+    # How a warm start partitions each coarse class: "kmeans" on the representation, or "spectral" clustering of
+    # the within-class neighbour graph (:func:`~.allocation.spectral_within_classes`). Runs on several datasets
+    # always use k-means (:func:`~.allocation.joint_start`).
+    warm_start_clustering: Literal["kmeans", "spectral"] = "kmeans"
     warm_start_steps: int = 300
     # Fine classes left with fewer than max(5, min_subtype_share · n) cells are re-seeded where a subtype
     # splits most clearly, and FALCON is run again from there (kept if its objective is lower), at most

@@ -138,6 +138,25 @@ def class_pca_scores(
     return out
 
 
+@torch.no_grad()
+def combined_scores(scores: torch.Tensor, class_scores: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
+    """``[global | class]`` coordinates for searches within a group: each group's global ``scores`` centred on
+    the group's mean, next to its ``class_scores`` (:func:`class_pca_scores`), each block scaled inside the group
+    to a mean squared row norm of 1 so that neither outweighs the other.
+
+    The global components estimate programmes shared by all groups from every cell; the group's own components
+    see what varies only inside it. Centring drops the group's offset, which the coarse label already gives.
+    """
+    blocks = [scores.float().clone(), class_scores.float().clone()]
+    for group in np.unique(groups):
+        members = torch.as_tensor(np.flatnonzero(groups == group), device=scores.device)
+        for block in blocks:
+            rows = block[members]
+            rows -= rows.mean(0)
+            block[members] = rows / rows.pow(2).sum(1).mean().sqrt().clamp_min(1e-12)
+    return torch.cat(blocks, dim=1)
+
+
 def _top_axes(cov: torch.Tensor, q: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The ``q`` leading eigenvectors of a symmetric matrix (columns, sign-fixed) and their eigenvalues (≥ 0)."""
     eigenvalues, eigenvectors = torch.linalg.eigh(cov)

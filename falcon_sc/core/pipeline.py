@@ -10,13 +10,13 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
-from .allocation import initial_counts, joint_start, kmeans_within_classes, reseed_empty
+from .allocation import initial_counts, joint_start, kmeans_within_classes, reseed_empty, spectral_within_classes
 from .classifier import FineClassifier
 from .config import FalconConfig
 from .initial_relationship import first_dataset_classes, fixed_relationship
 from .label_check import neighbor_coarse_mass
 from .neighbors import within_group_neighbors
-from .pca import class_pca_scores, fit_pca, fit_within_class_pca
+from .pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
 from .support import separation_test
 from .threads import cpu_threads, resolve_n_jobs
 from .trainer import FalconResult, train_falcon
@@ -130,7 +130,7 @@ def run_falcon(
             n_features = x.shape[1]
             space = config.resolved_neighbor_space(n_features)
             class_scores = None
-            if space == "class_pca":
+            if space in ("class_pca", "combined"):
                 class_scores = class_pca_scores(x, coarse, config.class_pcs, max_value=config.max_value)
                 logger.info("neighbours searched on %d PCs computed inside each coarse class", config.class_pcs)
             if config.representation == "pca":
@@ -156,7 +156,10 @@ def run_falcon(
                 del data
             else:  # "genes"
                 scores = x
-            search = scores if class_scores is None else class_scores
+            if space == "combined":
+                search = combined_scores(torch.as_tensor(scores), class_scores, coarse)
+            else:
+                search = scores if class_scores is None else class_scores
             metric = config.resolved_neighbor_metric(n_features)
             graph = within_group_neighbors(search, coarse, config.n_neighbors, metric=metric, **knn)
             del search, class_scores
@@ -190,7 +193,10 @@ def run_falcon(
                     time_limit=config.solver_time_limit,
                 )  # fmt: skip
                 return {"start_relationship": relationship, "initial_labels": labels}
-            labels = kmeans_within_classes(scores, coarse, start_relationship, seed)
+            if config.warm_start_clustering == "spectral":
+                labels = spectral_within_classes(graph, coarse, start_relationship, seed)
+            else:
+                labels = kmeans_within_classes(scores, coarse, start_relationship, seed)
             return {"initial_fine_per_coarse": warm_counts, "initial_labels": labels}
 
         n_restarts = config.n_restarts
