@@ -204,12 +204,9 @@ def _lookahead(gains: np.ndarray) -> float:
     return float(np.max(np.cumsum(gains) / np.arange(1, gains.size + 1)))
 
 
-def kmeans_within_classes(
-    scores: torch.Tensor | np.ndarray, coarse: np.ndarray, relationship: np.ndarray, random_state: int
-) -> np.ndarray:
-    """Fine labels from k-means inside each coarse class: the cells of class ``c`` are split into as many
-    clusters as M gives it, cluster ``j`` becoming M's ``j``-th fine class of ``c``."""
-    scores = _on_host(scores)
+def _split_each_class(coarse: np.ndarray, relationship: np.ndarray, split) -> np.ndarray:
+    """Fine labels from ``split(members, k)`` (cluster indices in ``[0, k)`` of the class's cells) inside each coarse
+    class with ``k`` > 1 fine classes under M, cluster ``j`` becoming M's ``j``-th fine class of ``c``."""
     labels = np.empty(coarse.size, dtype=np.int64)
     for c in range(relationship.shape[1]):
         members = np.flatnonzero(coarse == c)
@@ -217,17 +214,27 @@ def kmeans_within_classes(
         if members.size == 0:
             continue
         k = min(fines.size, members.size)
-        if k == 1:
-            labels[members] = fines[0]
-            continue
+        labels[members] = fines[0] if k == 1 else fines[split(members, k)]
+    return labels
+
+
+def kmeans_within_classes(
+    scores: torch.Tensor | np.ndarray, coarse: np.ndarray, relationship: np.ndarray, random_state: int
+) -> np.ndarray:
+    """Fine labels from k-means inside each coarse class: the cells of class ``c`` are split into as many
+    clusters as M gives it, cluster ``j`` becoming M's ``j``-th fine class of ``c``."""
+    scores = _on_host(scores)
+
+    def split(members: np.ndarray, k: int) -> np.ndarray:
         kmeans = KMeans(k, n_init=3, random_state=random_state)
         if members.size > _MAX_FIT_CELLS:  # centroids from a sample; every cell goes to its nearest one
             sample = np.random.default_rng(random_state).choice(members.size, _MAX_FIT_CELLS, replace=False)
             kmeans.fit(scores[members[sample]])
         else:
             kmeans.fit(scores[members])
-        labels[members] = fines[kmeans.predict(scores[members])]
-    return labels
+        return kmeans.predict(scores[members])
+
+    return _split_each_class(coarse, relationship, split)
 
 
 def spectral_within_classes(
@@ -241,32 +248,26 @@ def spectral_within_classes(
     give clusters unequal sizes. Eigenvectors by LOBPCG: shift-invert ARPACK took 47 s for 20,000 cells on
     2 cores, LOBPCG 0.3 s.
     """
-    labels = np.empty(coarse.size, dtype=np.int64)
     seed = int(random_state) % 2**31
-    for c in range(relationship.shape[1]):
-        members = np.flatnonzero(coarse == c)
-        fines = np.flatnonzero(relationship[:, c])
-        if members.size == 0:
-            continue
-        k = min(fines.size, members.size)
-        if k == 1 or members.size <= k + 1:
-            labels[members] = fines[np.arange(members.size) % k]
-            continue
-        local = np.full(coarse.size, -1, dtype=np.int64)
+    local = np.full(graph.indices.shape[0], -1, dtype=np.int64)
+
+    def split(members: np.ndarray, k: int) -> np.ndarray:
+        if members.size <= k + 1:  # too few cells for an eigendecomposition: one cluster each, in turn
+            return np.arange(members.size) % k
         local[members] = np.arange(members.size)
         valid = np.arange(graph.indices.shape[1])[None, :] < graph.n_valid[members, None]
         rows = np.broadcast_to(np.arange(members.size)[:, None], valid.shape)[valid]
         connectivity = sp.csr_matrix(
             (np.ones(rows.size), (rows, local[graph.indices[members]][valid])), shape=(members.size,) * 2
         )
-        affinity = 0.5 * (connectivity + connectivity.T)
         clustering = SpectralClustering(
             k, affinity="precomputed", assign_labels="cluster_qr", eigen_solver="lobpcg", random_state=seed
         )
         with warnings.catch_warnings():  # separate components are clusters here, not a failure
             warnings.filterwarnings("ignore", "Graph is not fully connected", UserWarning)
-            labels[members] = fines[clustering.fit_predict(affinity)]
-    return labels
+            return clustering.fit_predict(0.5 * (connectivity + connectivity.T))
+
+    return _split_each_class(coarse, relationship, split)
 
 
 def joint_start(
