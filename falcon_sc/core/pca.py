@@ -142,7 +142,9 @@ def class_pca_scores(
 def combined_scores(scores: torch.Tensor, class_scores: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
     """``[global | class]`` coordinates for searches within a group: each group's global ``scores`` centred on
     the group's mean, next to its ``class_scores`` (:func:`class_pca_scores`), each block scaled inside the group
-    to a mean squared row norm of 1 so that neither outweighs the other.
+    to a mean squared row norm equal to its number of columns, so that every column weighs the same on average
+    (with equal block norms instead, 10 class PCs outweighed 84 global ones on sim-27x83: ACC 83.7 against 94.7,
+    seed 0).
 
     The global components estimate programmes shared by all groups from every cell; the group's own components
     see what varies only inside it. Centring drops the group's offset, which the coarse label already gives.
@@ -153,7 +155,7 @@ def combined_scores(scores: torch.Tensor, class_scores: torch.Tensor, groups: np
         for block in blocks:
             rows = block[members]
             rows -= rows.mean(0)
-            block[members] = rows / rows.pow(2).sum(1).mean().sqrt().clamp_min(1e-12)
+            block[members] = rows * (block.shape[1] / rows.pow(2).sum(1).mean().clamp_min(1e-12)).sqrt()
     return torch.cat(blocks, dim=1)
 
 
