@@ -91,7 +91,7 @@ class FalconConfig:
     # (3 seeds), but on a 33-gene 7 → 31 check panel it loses (2 seeds: ACC −4.0, ARI −7.0), and with 2,000
     # genes a purer graph trained worse (sim-hard kNN purity 0.85 → 0.94, yet ACC 77.9 → 69.8 on seed 0).
     # "combined": the representation's PCs centred inside each coarse class next to the class's own ``class_pcs``
-    # PCs, each block scaled to the same weight (:func:`~.pca.combined_scores`): the global PCs estimate the
+    # PCs, every column of equal weight on average (:func:`~.pca.combined_scores`): the global PCs estimate the
     # programmes shared across classes from all cells, the class's own see what varies only inside it.
     neighbor_space: Literal["representation", "class_pca", "combined", "auto"] = "representation"
     class_pcs: int = 10

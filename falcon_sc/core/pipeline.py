@@ -132,7 +132,11 @@ def run_falcon(
             class_scores = None
             if space in ("class_pca", "combined"):
                 class_scores = class_pca_scores(x, coarse, config.class_pcs, max_value=config.max_value)
-                logger.info("neighbours searched on %d PCs computed inside each coarse class", config.class_pcs)
+                logger.info(
+                    "neighbours searched on %d PCs computed inside each coarse class%s",
+                    config.class_pcs,
+                    " next to the global ones" if space == "combined" else "",
+                )
             if config.representation == "pca":
                 pca = fit_pca(
                     x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value
