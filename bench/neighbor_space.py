@@ -1,11 +1,13 @@
 """Where the within-class neighbours are searched: the classifier's PCs (``"representation"``) or PCs computed
-inside each coarse class (``"class_pca"``), on few-gene simulations. The default ``"auto"`` takes class PCs for
-inputs of at most 100 genes, a limit read from this benchmark.
+inside each coarse class (``"class_pca"``), on few-gene simulations. For a while ``"auto"`` took class PCs for
+inputs of at most 100 genes, a limit read from this benchmark, and was the default until check-panel-33 reversed
+it; ``"auto"`` now means the combined space on whole transcriptomes and the representation on panels, so every
+setting here runs both spaces with the default's k-means warm starts.
 
 sim-panel is the panel setting of ``bench/accuracy.py``, where the option was found; the ``check-*`` settings
 were made afterwards to see whether it carries over (other seeds, 60 to 300 genes, with and without cell-size
 effects, and two small 150/300-gene settings like those of the test suite); check-panel-33 (7 → 31) was added
-after "auto" became the default. Default preset otherwise; prints ACC / ARI per setting and seed, and the mean
+after that. Default preset otherwise; prints ACC / ARI per setting and seed, and the mean
 change.
 
     python bench/neighbor_space.py [--seeds 0] [--only NAME ...]

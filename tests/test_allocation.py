@@ -19,7 +19,7 @@ from falcon_sc.core.allocation import (
     structure_allocation,
     structure_gains,
 )
-from falcon_sc.core.config import CLASS_PCA_MAX_GENES, PANEL_MAX_GENES
+from falcon_sc.core.config import PANEL_MAX_GENES
 from falcon_sc.core.model import EMATeacher, make_mlp
 from falcon_sc.core.neighbors import within_group_neighbors
 from falcon_sc.core.pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
@@ -242,10 +242,10 @@ def test_a_panel_model_reads_total_counts_again_on_new_cells(panel, tmp_path):
         return_model=True,
         min_total_steps=200,
         n_restarts=1,
-        neighbor_space="auto",
+        neighbor_space="class_pca",
     )
     assert adata.uns["falcon"]["params"]["total_counts_feature"]
-    assert adata.uns["falcon"]["params"]["config"]["neighbor_space"] == "class_pca"  # "auto", resolved: 30 genes
+    assert adata.uns["falcon"]["params"]["config"]["neighbor_space"] == "class_pca"
     assert model.reads_total_counts and model.classifier.n_inputs == 31
     model.save(tmp_path / "m")
     loaded = fs.FalconModel.load(tmp_path / "m")
@@ -271,15 +271,30 @@ def test_class_pca_scores_are_each_classes_own_components(structured_sim):
         np.testing.assert_allclose(scores[cells].mean(0), 0, atol=1e-3)
     assert np.all(scores[:2, 1:] == 0) and np.abs(scores[:2, 0]).min() > 0
     assert np.all(scores[2] == 0)
+    # more components asked than there are features (an 8-dimensional embedding): the extra columns stay 0
+    few = class_pca_scores(x[:, :3], groups, 5).numpy()
+    assert few.shape == (x.shape[0], 5) and np.all(few[:, 3:] == 0) and np.abs(few[groups == 0, :3]).min() > 0
 
 
-def test_neighbour_space_auto_means_class_pcs_on_few_genes_only():
-    auto = DEFAULT.replace(neighbor_space="auto")
-    assert auto.resolved_neighbor_space(CLASS_PCA_MAX_GENES) == "class_pca"
-    assert auto.resolved_neighbor_space(CLASS_PCA_MAX_GENES + 1) == "representation"
-    assert auto.resolved_neighbor_space(None) == "representation"  # an embedding
-    assert DEFAULT.resolved_neighbor_space(30) == PAPER.resolved_neighbor_space(30) == "representation"
-    assert DEFAULT.replace(neighbor_space="class_pca").resolved_neighbor_space(None) == "class_pca"
+def test_auto_neighbour_space_and_warm_start_follow_the_input():
+    """The default's class PCs and spectral starts are for whole transcriptomes of at most class_pcs_max_cells
+    cells; panels, embeddings and larger inputs keep the representation's neighbours and k-means starts."""
+    few, many = DEFAULT.class_pcs_max_cells, DEFAULT.class_pcs_max_cells + 1
+    for n_features, n_cells, space, clustering in (
+        (PANEL_MAX_GENES + 1, few, "combined", "spectral"),
+        (PANEL_MAX_GENES, few, "representation", "kmeans"),  # a targeted panel
+        (None, few, "representation", "kmeans"),  # an embedding
+        (2000, many, "representation", "kmeans"),
+    ):
+        assert DEFAULT.resolved_neighbor_space(n_features, n_cells) == space
+        assert DEFAULT.resolved_warm_start_clustering(n_features, n_cells) == clustering
+    unlimited = DEFAULT.replace(class_pcs_max_cells=None)
+    assert unlimited.resolved_neighbor_space(2000, many) == "combined"
+    assert PAPER.resolved_neighbor_space(2000, 100) == "representation"
+    assert PAPER.resolved_warm_start_clustering(2000, 100) == "kmeans"
+    explicit = DEFAULT.replace(neighbor_space="class_pca", warm_start_clustering="spectral")
+    assert explicit.resolved_neighbor_space(None, many) == "class_pca"
+    assert explicit.resolved_warm_start_clustering(30, many) == "spectral"
 
 
 def test_class_pcs_find_purer_neighbours_on_a_panel():

@@ -12,17 +12,16 @@ import numpy as np
 
 #: Inputs with at most this many genes are treated as targeted panels (spatial and other few-gene assays).
 PANEL_MAX_GENES = 500
-#: ``neighbor_space="auto"`` searches neighbours on PCs computed inside each coarse class for inputs of at most
-#: this many genes. Measured (bench/results/neighbor_space_cpu.md, seed 0 unless stated, ACC / ARI change): up to
-#: 100 genes +13.3 / +15.4 (sim-panel), +4.0 / +4.1, +1.7 / +3.0, −0.8 / +6.3, and −4.0 / −7.0 (33 genes,
-#: 7 → 31, 2 seeds); with 150 and 300 genes −2.6 / −1.1, −0.9 / −3.0 and 0 / 0; with 2,000 genes a loss
-#: (sim-hard −8.1, pbmc3k −2.6). Not the default for that reason.
-CLASS_PCA_MAX_GENES = 100
 
 
 def is_panel(n_genes: int | None) -> bool:
     """Whether an input of ``n_genes`` genes is a targeted panel (None: an embedding, never one)."""
     return n_genes is not None and n_genes <= PANEL_MAX_GENES
+
+
+def is_whole_transcriptome(n_genes: int | None) -> bool:
+    """Whether an input of ``n_genes`` genes is neither a targeted panel nor an embedding (None)."""
+    return n_genes is not None and not is_panel(n_genes)
 
 
 @dataclass(frozen=True)
@@ -85,16 +84,21 @@ class FalconConfig:
     n_sampled_neighbors: int = 5
     # Where the within-class neighbours are searched. "representation": in what the classifier sees (the genes,
     # or their PCs above). "class_pca": on the top ``class_pcs`` PCs of the features z-scored inside each coarse
-    # class, so that the few genes that vary within a class are not drowned by those that tell classes apart.
-    # "auto": "class_pca" for inputs of at most CLASS_PCA_MAX_GENES genes, else "representation". Not the
-    # default (README, "What this shows"): on sim-panel it lifts ACC/ARI from 77.5 / 71.0 to 91.2 / 87.0
-    # (3 seeds), but on a 33-gene 7 → 31 check panel it loses (2 seeds: ACC −4.0, ARI −7.0), and with 2,000
-    # genes a purer graph trained worse (sim-hard kNN purity 0.85 → 0.94, yet ACC 77.9 → 69.8 on seed 0).
-    # "combined": the representation's PCs centred inside each coarse class next to the class's own ``class_pcs``
-    # PCs, every column of equal weight on average (:func:`~.pca.combined_scores`): the global PCs estimate the
-    # programmes shared across classes from all cells, the class's own see what varies only inside it.
+    # class, so that the few genes that vary within a class are not drowned by those that tell classes apart
+    # (sim-panel 77.5 / 71.0 → 91.2 / 87.0, 3 seeds, but a 33-gene check panel −4.0 / −7.0 and, with 2,000 genes,
+    # sim-hard 77.9 → 69.8: a purer graph trained worse). "combined": the representation's PCs centred inside
+    # each coarse class next to the class's own ``class_pcs`` PCs, every column of equal weight on average
+    # (:func:`~.pca.combined_scores`): the global PCs estimate the programmes shared across classes from all cells,
+    # the class's own see what varies only inside it. "auto": "combined" on whole-transcriptome inputs,
+    # "representation" on targeted panels (at most PANEL_MAX_GENES genes) and embeddings, where "combined" lost
+    # on real cells, and above ``class_pcs_max_cells`` cells (DEFAULT below).
     neighbor_space: Literal["representation", "class_pca", "combined", "auto"] = "representation"
     class_pcs: int = 10
+    # "auto" (neighbor_space, warm_start_clustering) keeps the representation's neighbours and k-means starts
+    # above this many cells: each class's PCs cost an eigendecomposition of its gene covariance (39 s for 27
+    # classes and 100,000 cells × 2,000 genes on 2 CPU cores), and on bench/scale.py's 100,000-cell simulation
+    # they lost (ACC / ARI 99.2 / 99.5 → 98.0 / 98.1, total 51 → 100 s; 2026-12-02).
+    class_pcs_max_cells: int | None = 50_000
     ema_decay: float = 0.99
     # Soft → hard targets (cosine) and the balance weight λ_M both act during this first part of training.
     soft_target_fraction: float = 0.3
@@ -121,7 +125,8 @@ class FalconConfig:
     # How a warm start partitions each coarse class: "kmeans" on the representation, or "spectral" clustering of
     # the within-class neighbour graph (:func:`~.allocation.spectral_within_classes`). Runs on several datasets
     # always use k-means (:func:`~.allocation.joint_start`).
-    warm_start_clustering: Literal["kmeans", "spectral"] = "kmeans"
+    # "auto": "spectral" on whole-transcriptome inputs, "kmeans" on targeted panels and embeddings (DEFAULT below).
+    warm_start_clustering: Literal["kmeans", "spectral", "auto"] = "kmeans"
     warm_start_steps: int = 300
     # Fine classes left with fewer than max(5, min_subtype_share · n) cells are re-seeded where a subtype
     # splits most clearly, and FALCON is run again from there (kept if its objective is lower), at most
@@ -177,18 +182,30 @@ class FalconConfig:
         ``max(5, ⌈min_subtype_share · n_cells⌉)``."""
         return max(5, int(np.ceil(self.min_subtype_share * n_cells)))
 
-    def resolved_neighbor_space(self, n_features: int | None) -> str:
-        """The neighbour space for an input of ``n_features`` genes (None: an embedding, never a panel)."""
+    def resolved_neighbor_space(self, n_features: int | None, n_cells: int) -> str:
+        """The neighbour space for ``n_cells`` cells of ``n_features`` genes (None: an embedding, never a panel)."""
         if self.neighbor_space != "auto":
             return self.neighbor_space
-        few_genes = n_features is not None and n_features <= CLASS_PCA_MAX_GENES
-        return "class_pca" if few_genes else "representation"
+        return "combined" if self._class_pcs_suit(n_features, n_cells) else "representation"
+
+    def resolved_warm_start_clustering(self, n_features: int | None, n_cells: int) -> str:
+        """How warm starts partition each class, for ``n_cells`` cells of ``n_features`` genes (None: an
+        embedding)."""
+        if self.warm_start_clustering != "auto":
+            return self.warm_start_clustering
+        return "spectral" if self._class_pcs_suit(n_features, n_cells) else "kmeans"
+
+    def _class_pcs_suit(self, n_features: int | None, n_cells: int) -> bool:
+        """Whether "auto" takes the class PCs and spectral starts: whole transcriptomes of at most
+        ``class_pcs_max_cells`` cells."""
+        few_cells = self.class_pcs_max_cells is None or n_cells <= self.class_pcs_max_cells
+        return is_whole_transcriptome(n_features) and few_cells
 
     def resolved_neighbor_metric(self, n_features: int | None) -> str:
         """The neighbour metric for an input of ``n_features`` genes (None: an embedding, never a panel)."""
         if self.neighbor_metric != "auto":
             return self.neighbor_metric
-        return "euclidean" if n_features is not None and not is_panel(n_features) else "cosine"
+        return "euclidean" if is_whole_transcriptome(n_features) else "cosine"
 
     def replace(self, **changes: Any) -> FalconConfig:
         """A copy with ``changes`` applied; unknown names raise a :class:`TypeError` listing valid ones."""
@@ -326,6 +343,15 @@ PAPER = FalconConfig()
 #:   3 seeds, ACC / ARI: pbmc3k 95.2 / 87.7 → 96.6 / 90.8, sim-hard 80.2 / 77.2 → 82.6 / 80.2, sim-27x83
 #:   92.0 / 90.3 → 92.0 / 91.5; whole-transcriptome check simulations +0.8 / +1.9 (8 runs). Panels keep cosine
 #:   (−1.9 / −2.5 over 18 runs with 33 to 300 genes), embeddings too (−0.3 / −0.2 over 5; bench/neighbor_metric.py).
+#: - on whole-transcriptome inputs, within-class neighbours searched on the global PCs centred in each coarse class
+#:   next to the class's own 10 PCs (``neighbor_space="auto"`` → "combined"), and warm starts from spectral
+#:   clustering of that neighbour graph instead of k-means (``warm_start_clustering="auto"`` → "spectral"). Each
+#:   alone gains little; together, 3 seeds, ACC / ARI: pbmc3k 96.6 / 90.8 → 96.9 / 91.9, sim-hard 82.6 / 80.2 →
+#:   84.7 / 83.0, sim-27x83 92.0 / 91.5 → 93.6 / 92.7 (15.3 → 10.3 empty subtypes), pbmc68k 76.2 / 74.6 → 76.0 /
+#:   74.2; whole-transcriptome checks (4 settings, 2 seeds) ACC +1.3 to +10.8. Panels and embeddings keep the
+#:   representation's neighbours and k-means starts: on real pbmc3k cells as 40-, 100- and 300-gene panels both
+#:   options together lost 5.2 / 7.0, 3.2 / 3.4 and 6.9 / 6.3 (3 seeds), though they won on simulated panels
+#:   (sim-panel +11.0 / +11.6); so do inputs above 50,000 cells (``class_pcs_max_cells``). README, "Benchmarks".
 DEFAULT = PAPER.replace(
     min_steps_per_epoch=8,
     min_total_steps=1500,
@@ -347,6 +373,8 @@ DEFAULT = PAPER.replace(
     restart_max_cells=50_000,
     knn_exact_max_cells=100_000,
     neighbor_metric="auto",
+    neighbor_space="auto",
+    warm_start_clustering="auto",
 )
 
 PRESETS: dict[str, FalconConfig] = {"paper": PAPER, "default": DEFAULT}

@@ -122,7 +122,7 @@ def class_pca_scores(
 ) -> torch.Tensor:
     """Each cell's scores on the top ``n_components`` PCs of its own group's cells, features z-scored inside
     the group (``(n, n_components)`` float32; a group of ``m`` cells fills at most ``m − 1`` columns, the rest
-    stay 0).
+    stay 0, and so do those beyond the number of features).
 
     Each group has its own axes, so the rows of two groups are not comparable: this is for searches within a
     group (:func:`~.neighbors.within_group_neighbors`).
@@ -131,7 +131,7 @@ def class_pca_scores(
     for group in np.unique(groups):
         members = torch.as_tensor(np.flatnonzero(groups == group), device=x.device)
         cells = x[members]
-        q = min(n_components, members.numel() - 1)
+        q = min(n_components, members.numel() - 1, x.shape[1])
         if q < 1:
             continue
         out[members, :q] = fit_pca(cells, q, standardize=True, max_value=max_value).transform(cells)

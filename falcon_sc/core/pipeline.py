@@ -125,10 +125,11 @@ def run_falcon(
             exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
             knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
             pca = None
-            # On a targeted panel the few genes that vary inside a coarse class weigh little next to those that
-            # tell the classes apart, so neighbours are searched on PCs computed inside each class (see config).
+            # Global PCs spend most of their variance on what tells the coarse classes apart, so neighbours may
+            # also be searched on PCs computed inside each class (neighbor_space, see config).
             n_features = x.shape[1]
-            space = config.resolved_neighbor_space(n_features)
+            space = config.resolved_neighbor_space(n_features, len(coarse))
+            clustering = config.resolved_warm_start_clustering(n_features, len(coarse))
             class_scores = None
             if space in ("class_pca", "combined"):
                 class_scores = class_pca_scores(x, coarse, config.class_pcs, max_value=config.max_value)
@@ -197,7 +198,7 @@ def run_falcon(
                     time_limit=config.solver_time_limit,
                 )  # fmt: skip
                 return {"start_relationship": relationship, "initial_labels": labels}
-            if config.warm_start_clustering == "spectral":
+            if clustering == "spectral":
                 labels = spectral_within_classes(graph, coarse, start_relationship, seed)
             else:
                 labels = kmeans_within_classes(scores, coarse, start_relationship, seed)

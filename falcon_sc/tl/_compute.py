@@ -72,7 +72,9 @@ def run_discovery(
     # an embedding is never a panel
     n_genes = None if use_rep is not None else len(prepared.genes)
     config = config.replace(
-        neighbor_space=config.resolved_neighbor_space(n_genes), neighbor_metric=config.resolved_neighbor_metric(n_genes)
+        neighbor_space=config.resolved_neighbor_space(n_genes, adata.n_obs),
+        neighbor_metric=config.resolved_neighbor_metric(n_genes),
+        warm_start_clustering=config.resolved_warm_start_clustering(n_genes, adata.n_obs),
     )
     # Densified block by block straight onto the device (held here until run_falcon returns).
     data = prepared.to_tensor(torch_device, storage_dtype(config))
