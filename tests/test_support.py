@@ -1,5 +1,6 @@
 """Support of each subtype: stability across restarts and, with ``sample_key``, the samples it comes from."""
 
+import warnings
 from types import SimpleNamespace
 
 import matplotlib
@@ -38,6 +39,14 @@ def test_separation_test_tells_a_real_split_from_a_cut_through_one_population():
     assert (p_cut > 0.05).all() and (p_real == 0.05).all() and (statistic > 0.6).all()  # 9 / (9 + 5)
     _, p_alone = separation_test(two, blobs, np.array([0, 1]))  # different parents: no sibling, no test
     assert np.isnan(p_alone).all()
+    # a sibling of 3 cells next to one of 2,000, above max_cells: the sample keeps both, so the statistic is
+    # defined (a uniform sample of 500 misses all 3 small ones 42 % of the time: a NaN statistic, a p-value of 0.05)
+    big = np.vstack([rng.standard_normal((2000, 5)), rng.standard_normal((3, 5)) + np.array([8, 0, 0, 0, 0])])
+    pair = np.repeat([0, 1], [2000, 3])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no "mean of empty slice"
+        statistic, p_small = separation_test(big, pair, third, max_cells=500, random_state=0)
+    assert np.isfinite(statistic).all() and np.isfinite(p_small).all()
 
 
 @pytest.fixture(scope="module")

@@ -28,6 +28,19 @@ def subtype_stability(labels: np.ndarray, others: list[np.ndarray], n_fine: int)
     return stability
 
 
+def _pair_sample(labels: np.ndarray, pair: tuple[int, int], max_cells: int, rng) -> np.ndarray:
+    """The cells of both subtypes of ``pair``, or, above ``max_cells``, a sample of each in proportion to its size
+    with at least 2 cells of each (a uniform sample can miss a small sibling, and the split is then undefined)."""
+    groups = [np.flatnonzero(labels == h) for h in pair]
+    total = sum(cells.size for cells in groups)
+    if total > max_cells:
+        groups = [
+            rng.choice(cells, min(cells.size, max(2, round(max_cells * cells.size / total))), replace=False)
+            for cells in groups
+        ]
+    return np.sort(np.concatenate(groups))
+
+
 def separation_test(
     scores: np.ndarray,
     labels: np.ndarray,
@@ -41,10 +54,10 @@ def separation_test(
     subtype of the same parent with the closest centroid) by more than a structure-free class would allow?
 
     The statistic is the share of the pair's variance that their split explains, ``1 − SS_within / SS_total``,
-    on at most ``max_cells`` sampled cells. The null draws as many points from a Gaussian with the pair's
-    covariance (one population, no structure) ``n_null`` times and takes the best 2-means split of each; the
-    p-value is ``(1 + #null ≥ statistic) / (n_null + 1)``, so 0.05 with 19 draws means no null split did as
-    well. Subtypes without a non-empty sibling get NaN."""
+    on about ``max_cells`` sampled cells (each subtype in proportion, at least 2 of each). The null draws as many
+    points from a Gaussian with the pair's covariance (one population, no structure) ``n_null`` times and takes
+    the best 2-means split of each; the p-value is ``(1 + #null ≥ statistic) / (n_null + 1)``, so 0.05 with 19
+    draws means no null split did as well. Subtypes without a non-empty sibling get NaN."""
     rng = np.random.default_rng(random_state)
     scores = np.asarray(scores, dtype=np.float64)
     n_fine = parents.size
@@ -58,9 +71,7 @@ def separation_test(
         if siblings.size == 0:
             continue
         g = siblings[np.argmin(((centroids[siblings] - centroids[f]) ** 2).sum(1))]
-        cells = np.flatnonzero((labels == f) | (labels == g))
-        if cells.size > max_cells:
-            cells = np.sort(rng.choice(cells, max_cells, replace=False))
+        cells = _pair_sample(labels, (f, g), max_cells, rng)
         x = scores[cells] - scores[cells].mean(0)
         total = (x**2).sum()
         if cells.size < 4 or total <= 0:
