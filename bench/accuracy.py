@@ -27,7 +27,7 @@ tuning), to see whether the table's margins carry over to data the defaults were
 ``pbmc3k-panel-N``: pbmc3k's counts on its N most variable genes, real cells as a targeted panel measures them.
 
     python bench/accuracy.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--seeds 0 1 2] [--datasets ...]
-                             [--baseline-pcs 50] [--rows rows.csv] [--falcon-only]
+                             [--baseline-pcs 50] [--rows rows.csv] [--falcon-only [default true-counts paper]]
     python bench/accuracy.py --from-rows old_rows.csv new_rows.csv   # tables only; later rows replace earlier
 """
 
@@ -151,7 +151,7 @@ def scores(fine, labels) -> dict:
     }
 
 
-def run_dataset(name, adata, coarse_key, fine_key, seeds, n_pcs, falcon_only=False) -> list[dict]:
+def run_dataset(name, adata, coarse_key, fine_key, seeds, n_pcs, falcon_only=None) -> list[dict]:
     coarse = adata.obs[coarse_key].astype(str).to_numpy()
     fine = adata.obs[fine_key].astype(str).to_numpy()
     n_fine = len(np.unique(fine))
@@ -160,17 +160,17 @@ def run_dataset(name, adata, coarse_key, fine_key, seeds, n_pcs, falcon_only=Fal
     classes, sizes = np.unique(coarse, return_counts=True)
     proportional = dict(zip(classes, proportional_relationship(sizes, n_fine).sum(0), strict=True))
 
-    if not falcon_only:
+    if falcon_only is None:
         pcs, base = baseline_representation(adata, coarse_key, n_pcs)
-    falcon_runs = (
-        ("FALCON", dict(n_fine=n_fine)),
-        ("FALCON (true counts)", dict(n_fine=true_counts)),
-        ("FALCON paper preset", dict(n_fine=n_fine, preset="paper")),
-    )
+    falcon_runs = {
+        "default": ("FALCON", dict(n_fine=n_fine)),
+        "true-counts": ("FALCON (true counts)", dict(n_fine=true_counts)),
+        "paper": ("FALCON paper preset", dict(n_fine=n_fine, preset="paper")),
+    }
     rows = []
     for seed in seeds:
         runs = {}
-        for label, kwargs in falcon_runs[:1] if falcon_only else falcon_runs:
+        for label, kwargs in (falcon_runs[key] for key in falcon_only or falcon_runs):
             work = adata.copy()
             t = time.perf_counter()
             fs.tl.discover_subtypes(work, coarse_key, random_state=seed, progress=False, **kwargs)
@@ -190,7 +190,7 @@ def run_dataset(name, adata, coarse_key, fine_key, seeds, n_pcs, falcon_only=Fal
                     "time_s": runs[label][1],
                 }
             )
-        if falcon_only:
+        if falcon_only is not None:
             print(f"  {name} seed {seed} done", flush=True)
             continue
         for label, fn in (
@@ -231,8 +231,11 @@ def main() -> None:
     )
     parser.add_argument(
         "--falcon-only",
-        action="store_true",
-        help="run only the default FALCON row (to redo it after a change of defaults; merge with --from-rows)",
+        nargs="*",
+        choices=["default", "true-counts", "paper"],
+        default=None,
+        help="run only these FALCON rows (none named: the default preset's), no baselines: to redo them after a "
+        "change of defaults; merge with --from-rows",
     )
     parser.add_argument(
         "--from-rows",
@@ -248,6 +251,7 @@ def main() -> None:
         print_tables(merged.drop_duplicates(["dataset", "method", "seed"], keep="last"), args.seeds, args.baseline_pcs)
         return
     sc.settings.verbosity = 0
+    falcon_only = None if args.falcon_only is None else (args.falcon_only or ["default"])
     rows = []
     for name, (adata, coarse_key, fine_key) in load_datasets(args.datasets, args.pbmc3k).items():
         print(
@@ -255,7 +259,7 @@ def main() -> None:
             f"{adata.obs[fine_key].nunique()} fine",
             flush=True,
         )
-        rows += run_dataset(name, adata, coarse_key, fine_key, args.seeds, args.baseline_pcs, args.falcon_only)
+        rows += run_dataset(name, adata, coarse_key, fine_key, args.seeds, args.baseline_pcs, falcon_only)
         if args.rows is not None:  # every finished dataset is kept, whatever happens to the later ones
             pd.DataFrame(rows).to_csv(args.rows, index=False)
     print_tables(pd.DataFrame(rows), args.seeds, args.baseline_pcs)
