@@ -97,7 +97,7 @@ class FalconConfig:
     # "auto" (neighbor_space, warm_start_clustering) keeps the representation's neighbours and k-means starts
     # above this many cells: each class's PCs cost an eigendecomposition of its gene covariance (39 s for 27
     # classes and 100,000 cells × 2,000 genes on 2 CPU cores), and on bench/scale.py's 100,000-cell simulation
-    # they lost (ACC / ARI 99.2 / 99.5 → 98.0 / 98.1, total 51 → 100 s; 2026-12-02).
+    # they lost (ACC / ARI 99.2 / 99.5 → 98.0 / 98.1, total 68.5 → 100.1 s, same machine and day; 2026-12-02).
     class_pcs_max_cells: int | None = 50_000
     ema_decay: float = 0.99
     # Soft → hard targets (cosine) and the balance weight λ_M both act during this first part of training.
@@ -125,7 +125,8 @@ class FalconConfig:
     # How a warm start partitions each coarse class: "kmeans" on the representation, or "spectral" clustering of
     # the within-class neighbour graph (:func:`~.allocation.spectral_within_classes`). Runs on several datasets
     # always use k-means (:func:`~.allocation.joint_start`).
-    # "auto": "spectral" on whole-transcriptome inputs, "kmeans" on targeted panels and embeddings (DEFAULT below).
+    # "auto": "spectral" where neighbor_space "auto" takes "combined" (whole transcriptomes of at most
+    # ``class_pcs_max_cells`` cells), else "kmeans" (DEFAULT below).
     warm_start_clustering: Literal["kmeans", "spectral", "auto"] = "kmeans"
     warm_start_steps: int = 300
     # Fine classes left with fewer than max(5, min_subtype_share · n) cells are re-seeded where a subtype
