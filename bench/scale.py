@@ -8,7 +8,9 @@ and the bound 2 × float32 HVG matrix + cells × k × 8 bytes for the increase),
 ACC/ARI against the simulated truth; then, on the same preprocessed data, time what a scanpy user would run
 instead (``pp.pca``, ``pp.neighbors``, ``tl.leiden`` with ``restrict_to`` each coarse class) and print the
 ratio of the two totals. ``total`` is discover_subtypes end to end: preprocessing (QC of the input, library
-sizes, densifying the 2,000 genes onto the device), PCA + kNN, training, M solves and prediction.
+sizes, densifying the 2,000 genes onto the device), PCA + kNN, the allocation and warm-start partitions
+(``start``), training, M solves, prediction, and the two checks of the result (``coarse_check``: where each
+cell's neighbours put it; ``separation_test``: each subtype against a structure-free null).
 
     python bench/scale.py --sizes 10000 100000 [--device cpu|cuda] [--n-restarts N] [--skip-scanpy]
 """
@@ -154,12 +156,15 @@ def main() -> None:
         ("cells", "{:,}"),
         ("preprocessing_s", "{:.1f}"),
         ("neighbors_s", "{:.1f}"),
+        ("start_s", "{:.1f}"),
         ("training_s", "{:.1f}"),
         ("runs", "{}"),
         ("epochs", "{}"),
         ("training_per_epoch_s", "{:.2f}"),
         ("n_solves", "{}"),
         ("relationship_solves_s", "{:.2f}"),
+        ("coarse_check_s", "{:.1f}"),
+        ("separation_test_s", "{:.1f}"),
         ("total_s", "{:.1f}"),
         ("knn", "{}"),
         ("cuda_graph", "{}"),

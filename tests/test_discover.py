@@ -62,6 +62,10 @@ def test_outputs_follow_scanpy_conventions(small, tmp_path):
     # the kept restart is the one with the lowest final objective
     assert uns["objective"]["total"] == pytest.approx(min(uns["restart_objectives"]), rel=1e-6)
     assert len(uns["restart_objectives"]) == uns["params"]["config"]["n_restarts"]
+    # stage times, each counted once: their sum stays within the whole call
+    stages = {k: v for k, v in uns["timings"].items() if k != "total"}
+    assert {"preprocessing", "neighbors", "start", "training", "prediction"} <= set(stages)
+    assert min(stages.values()) >= 0 and sum(stages.values()) <= uns["timings"]["total"] * 1.01
     adata.write_h5ad(tmp_path / "out.h5ad")  # everything stored must be writable
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.obs["falcon"].equals(adata.obs["falcon"])

@@ -66,3 +66,35 @@ def test_plot_counts_suspects_per_coarse_class(flipped):
     drawn = sum(patch.get_width() for patch in ax.patches)
     assert drawn == len(suspects)
     assert [t.get_text() for t in ax.get_yticklabels()] == list(adata.obs["falcon_suggested_coarse"].cat.categories)
+
+
+def test_neighbor_mass_matches_a_brute_force_search(monkeypatch):
+    """Against the definition, computed by brute force: each cell's mean coarse mass over its k most cosine-similar
+    cells of the same reference sample and dataset, itself excluded. A small reference sample and query block
+    make the test cross block and dataset boundaries, with some cells in the reference and some not."""
+    from falcon_sc.core import label_check
+
+    monkeypatch.setattr(label_check, "_MAX_REFERENCE", 40)
+    monkeypatch.setattr(label_check, "_CHUNK", 16)
+    rng = np.random.default_rng(1)
+    scores = rng.normal(size=(130, 6)).astype(np.float32)
+    probs = rng.dirichlet(np.ones(5), size=130).astype(np.float32)
+    relationship = np.eye(3, dtype=np.int8)[[0, 0, 1, 2, 2]]
+    dataset = np.repeat([0, 1, 2], [70, 59, 1])
+    mass = label_check.neighbor_coarse_mass(scores, probs, relationship, dataset, n_neighbors=4, random_state=7)
+
+    unit = scores / np.linalg.norm(scores, axis=1, keepdims=True)
+    coarse_probs = probs @ relationship.astype(np.float32)
+    draw = np.random.default_rng(7)  # the same reference samples, drawn in the same order
+    expected = np.empty_like(mass)
+    for d in range(3):
+        cells = np.flatnonzero(dataset == d)
+        reference = np.sort(draw.choice(cells, min(cells.size, 40), replace=False))
+        if reference.size == 1:
+            expected[cells] = coarse_probs[cells]
+            continue
+        for i in cells:
+            candidates = reference[reference != i]
+            nearest = candidates[np.argsort(-(unit[candidates] @ unit[i]))[:4]]
+            expected[i] = coarse_probs[nearest].mean(0)
+    np.testing.assert_allclose(mass, expected, rtol=1e-5, atol=1e-6)

@@ -181,10 +181,14 @@ def run_falcon(
             coarse if single or not warm else first_dataset_classes(x, torch.as_tensor(coarse), n_first).cpu().numpy()
         )
         warm_counts = initial_fine_per_coarse
+        # "start": the allocation and the warm starts' partitions (summed over restarts)
+        timings: dict[str, float] = {"start": 0.0}
+        t0 = time.perf_counter()
         if fixed is None and (warm or (single and config.allocation != "size")):
             warm_counts = initial_counts(scores, proxy, n_first, n_fine, config, initial_fine_per_coarse, random_state)
             logger.info("initial fine classes per coarse class (%s): %s", config.allocation, warm_counts.tolist())
         start_relationship = fixed if fixed is not None else (fixed_relationship(warm_counts) if warm else None)
+        timings["start"] += time.perf_counter() - t0
 
         def start(restart: int, seed: int) -> dict:
             """How a restart starts: warm (k-means under the allocated M) or cold (random classifier, M from
@@ -213,8 +217,10 @@ def run_falcon(
         ]
         best = None
         objectives, labels = [], []
-        timings: dict[str, float] = {}
         for restart, seed in enumerate(seeds):
+            t0 = time.perf_counter()
+            how = start(restart, seed)
+            timings["start"] += time.perf_counter() - t0
             result = train_falcon(
                 x,
                 coarse,
@@ -223,7 +229,7 @@ def run_falcon(
                 n_coarse=n_coarse,
                 fixed=fixed,
                 coarse_blocks=coarse_blocks,
-                **start(restart, seed),
+                **how,
                 config=config,
                 random_state=seed,
                 device=device,
