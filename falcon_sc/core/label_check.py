@@ -50,7 +50,7 @@ def neighbor_coarse_mass(
             # comparison took a third as long as the similarities, 100k cells on 2 cores)
             column = torch.searchsorted(ref, query).clamp_(max=ref.numel() - 1)
             own = ref[column] == query
-            similarity[own.nonzero().squeeze(1), column[own]] = -torch.inf
+            similarity[own, column[own]] = -torch.inf
             nearest = ref[similarity.topk(k, dim=1).indices]
             mass[query] = coarse_probs[nearest].mean(1)
     return mass.cpu().numpy().astype(np.float32)
