@@ -1,25 +1,17 @@
 """The tutorials execute from top to bottom (nbclient), the COVID one on a stand-in with the real schema."""
 
+import platform
 import re
 import sys
 from pathlib import Path
 
 import nbformat
 import pytest
-from nbclient import NotebookClient
 
 sys.path.insert(0, str(Path(__file__).parent))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tutorials"))
 from covid_standin import write_covid_standin
-
-TUTORIALS = Path(__file__).resolve().parents[1] / "tutorials"
-
-
-def execute(name: str, env: dict[str, str], monkeypatch) -> nbformat.NotebookNode:
-    for variable, value in env.items():
-        monkeypatch.setenv(variable, value)
-    notebook = nbformat.read(TUTORIALS / name, as_version=4)
-    NotebookClient(notebook, timeout=600, kernel_name="python3", resources={"metadata": {"path": TUTORIALS}}).execute()
-    return notebook
+from execute_tutorial import TUTORIALS, execute  # the tutorials' runner: one thread, AVX2 code paths
 
 
 def outputs_text(notebook) -> str:
@@ -32,9 +24,14 @@ def outputs_text(notebook) -> str:
 
 
 @pytest.mark.slow
+@pytest.mark.skipif(
+    platform.machine().lower() not in ("x86_64", "amd64"),
+    reason="the committed quickstart outputs were computed with x86-64 AVX2 code paths; other CPUs sum floats in "
+    "another order",
+)
 def test_quickstart_runs_and_its_committed_copy_has_outputs(monkeypatch):
     monkeypatch.delenv("FALCON_SC_PBMC3K", raising=False)
-    executed = execute("quickstart.ipynb", {}, monkeypatch)
+    executed = execute("quickstart.ipynb")
     committed = nbformat.read(TUTORIALS / "quickstart.ipynb", as_version=4)
     # the committed outputs must be what the code gives now: every score it prints, and nothing unwanted
     fresh, stored = outputs_text(executed), outputs_text(committed)
@@ -49,10 +46,10 @@ def test_quickstart_runs_and_its_committed_copy_has_outputs(monkeypatch):
 
 
 @pytest.mark.slow
-def test_covid_tutorial_runs_on_a_standin_and_is_committed_without_outputs(tmp_path, monkeypatch):
+def test_covid_tutorial_runs_on_a_standin_and_is_committed_without_outputs(tmp_path):
     path = tmp_path / "standin.h5ad"
     write_covid_standin(path)
-    executed = execute("pbmc_covid.ipynb", {"FALCON_SC_COVID_PATH": str(path)}, monkeypatch)
+    executed = execute("pbmc_covid.ipynb", {"FALCON_SC_COVID_PATH": str(path)})
     text = outputs_text(executed)
     assert "falcon_sc: ACC" in text and "paper (FALCON): ACC 75.8" in text
     committed = nbformat.read(TUTORIALS / "pbmc_covid.ipynb", as_version=4)
