@@ -1,5 +1,6 @@
 """The tutorials execute from top to bottom (nbclient), the COVID one on a stand-in with the real schema."""
 
+import os
 import platform
 import re
 import sys
@@ -11,7 +12,7 @@ import pytest
 sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tutorials"))
 from covid_standin import write_covid_standin
-from execute_tutorial import TUTORIALS, execute  # the tutorials' runner: one thread, AVX2 code paths
+from execute_tutorial import PINNED_ENVIRONMENT, TUTORIALS, execute  # runs a tutorial pinned (one thread, AVX2)
 
 
 def outputs_text(notebook) -> str:
@@ -54,3 +55,19 @@ def test_covid_tutorial_runs_on_a_standin_and_is_committed_without_outputs(tmp_p
     assert "falcon_sc: ACC" in text and "paper (FALCON): ACC 75.8" in text
     committed = nbformat.read(TUTORIALS / "pbmc_covid.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in committed.cells if cell.cell_type == "code")
+
+
+def test_tutorial_kernels_run_pinned_and_leave_the_callers_environment_alone(tmp_path, monkeypatch):
+    monkeypatch.setenv("OMP_NUM_THREADS", "7")  # the caller's own setting, to be restored
+    before = dict(os.environ)
+    probe = nbformat.v4.new_notebook()
+    probe.cells.append(
+        nbformat.v4.new_code_cell("import os, torch\nprint(sorted(os.environ.items()), torch.get_num_threads())")
+    )
+    path = tmp_path / "probe.ipynb"
+    nbformat.write(probe, path)
+    printed = outputs_text(execute(str(path), {"FALCON_SC_PROBE": "1"}))
+    for key, value in {**PINNED_ENVIRONMENT, "FALCON_SC_PROBE": "1"}.items():
+        assert repr((key, value)) in printed
+    assert printed.strip().endswith(" 1")  # one torch thread
+    assert dict(os.environ) == before
