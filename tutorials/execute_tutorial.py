@@ -31,18 +31,9 @@ PINNED_ENVIRONMENT = {
 def execute(name: str, env: dict[str, str] | None = None, timeout: int = 600) -> nbformat.NotebookNode:
     """Execute ``tutorials/<name>`` with :data:`PINNED_ENVIRONMENT` (and ``env``) in its kernel; returns it."""
     notebook = nbformat.read(TUTORIALS / name, as_version=4)
-    settings = {**PINNED_ENVIRONMENT, **(env or {})}
-    saved = {key: os.environ.get(key) for key in settings}
-    os.environ.update(settings)  # the kernel inherits this process's environment
-    try:
-        resources = {"metadata": {"path": TUTORIALS}}
-        NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources=resources).execute()
-    finally:
-        for key, value in saved.items():
-            if value is None:
-                os.environ.pop(key, None)
-            else:
-                os.environ[key] = value
+    kernel_env = {**os.environ, **PINNED_ENVIRONMENT, **(env or {})}  # this process's own stays as it is
+    resources = {"metadata": {"path": TUTORIALS}}
+    NotebookClient(notebook, timeout=timeout, kernel_name="python3", resources=resources).execute(env=kernel_env)
     return notebook
 
 
