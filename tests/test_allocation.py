@@ -277,12 +277,13 @@ def test_class_pca_scores_are_each_classes_own_components(structured_sim):
 
 
 def test_auto_neighbour_space_and_warm_start_follow_the_input():
-    """The default's class PCs and spectral starts are for whole transcriptomes of at most class_pcs_max_cells
-    cells; panels, embeddings and larger inputs keep the representation's neighbours and k-means starts."""
+    """The default's class PCs are for gene inputs of at most class_pcs_max_cells cells, its spectral starts for
+    whole transcriptomes among them; embeddings and larger inputs keep the representation's neighbours and
+    k-means starts, and targeted panels k-means starts."""
     few, many = DEFAULT.class_pcs_max_cells, DEFAULT.class_pcs_max_cells + 1
     for n_features, n_cells, space, clustering in (
         (PANEL_MAX_GENES + 1, few, "combined", "spectral"),
-        (PANEL_MAX_GENES, few, "representation", "kmeans"),  # a targeted panel
+        (PANEL_MAX_GENES, few, "combined", "kmeans"),  # a targeted panel
         (None, few, "representation", "kmeans"),  # an embedding
         (2000, many, "representation", "kmeans"),
     ):

@@ -25,9 +25,10 @@ def reference():
     """600 cells, 3 coarse → 7 fine, trained once: (cells with the run's outputs, the model)."""
     adata = fs.datasets.simulate_hierarchy(600, 300, 3, 7, fine_separation=2.0, random_state=4)
     # 300 genes would count as a targeted panel (log1p total counts as a feature, counts needed to predict);
-    # this model stands for a whole-transcriptome one, which also takes log-normalised input
+    # this model stands for a whole-transcriptome one, which also takes log-normalised input (normalised to 1e4:
+    # with 5,000 counts on 300 genes, target_sum="auto" would take the median total of these deep simulated cells)
     out, model = fs.tl.discover_subtypes(
-        adata, "coarse", n_fine=7, copy=True, return_model=True, total_counts_feature=False, **FAST
+        adata, "coarse", n_fine=7, copy=True, return_model=True, total_counts_feature=False, target_sum=1e4, **FAST
     )
     return out, model
 

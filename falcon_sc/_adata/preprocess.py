@@ -17,6 +17,9 @@ from scipy import sparse
 from ..core.config import is_panel
 
 TARGET_SUM = 1e4
+# target_sum="auto": below this many molecules per gene in the median cell, a count is mostly presence or absence
+# and counts are scaled to TARGET_SUM; at or above it, counts are quantitative and scaled to the median total.
+_QUANTITATIVE_DEPTH = 1.0
 # Up to core.config.PANEL_MAX_GENES genes, counts are taken to come from a targeted panel: normalising to a
 # total erases the cell-size information its total counts carry, so log1p(total counts) is kept as a feature.
 _SAMPLE_VALUES = 200_000
@@ -173,11 +176,12 @@ def prepare_input(
     n_top_genes: int,
     batch_key: str | None,
     total_counts_feature: bool | str = False,
-    target_sum: float = TARGET_SUM,
+    target_sum: float | str = TARGET_SUM,
 ) -> PreparedInput:
     """Select highly variable genes and describe their log-normalised values.
 
-    Counts: seurat_v3 HVGs on the counts, ``normalize_total(1e4)`` on all genes, ``log1p``. Log-normalised
+    Counts: seurat_v3 HVGs on the counts, ``normalize_total`` on all genes (to ``target_sum``, see
+    :func:`resolve_target_sum`), ``log1p``. Log-normalised
     input: scanpy's ``seurat`` HVG flavour on the values as they are. ``total_counts_feature`` appends
     ``log1p(total counts)`` of each cell as a last feature (counts only; ``"auto"``: when the matrix has at most
     ``core.config.PANEL_MAX_GENES`` genes, a targeted panel, see :func:`resolve_total_counts_feature`). Nothing is
@@ -212,6 +216,7 @@ def prepare_input(
         selected = np.sort(order[:n_top_genes])
 
     genes = adata.var_names if selected is None else adata.var_names[selected]
+    target_sum = resolve_target_sum(target_sum, totals, n_genes) if kind == "counts" else None
     size_factors = _size_factors(totals, target_sum) if kind == "counts" else None
     use_totals = resolve_total_counts_feature(total_counts_feature, kind, n_genes)
     return PreparedInput(
@@ -221,7 +226,7 @@ def prepare_input(
         genes=genes,
         input_kind=kind,
         log_totals=_log_totals(size_factors, target_sum) if use_totals else None,
-        target_sum=target_sum if kind == "counts" else None,
+        target_sum=target_sum,
     )
 
 
@@ -250,6 +255,37 @@ def prepare_embedding(adata: ad.AnnData, use_rep: str, *, expected_dims: int | N
         )
     dims = pd.Index([f"{use_rep}[{j}]" for j in range(values.shape[1])])
     return PreparedInput(values, None, None, dims, "embedding", use_rep=use_rep)
+
+
+def resolve_target_sum(target_sum: float | str, totals: np.ndarray, n_genes: int) -> float:
+    """The total every cell's counts are scaled to before ``log1p``: ``target_sum`` itself, or for ``"auto"`` a
+    scale set by the depth of the data.
+
+    ``"auto"``: where the median cell has fewer molecules than genes (droplet whole transcriptomes, and panels
+    of droplet data), a gene's count is mostly 0 or 1 and scaling to 10,000 (the paper's ``normalize_total``)
+    turns presence against absence into a large step; where it has at least one molecule per gene (imaging
+    panels such as smFISH or MERFISH), counts are quantitative, and the median total (scanpy's
+    ``normalize_total`` default) keeps a zero from becoming an outlier several log units below a single
+    molecule. See the docs page on targeted and spatial panels for the measurements.
+    """
+    check_target_sum(target_sum)
+    if target_sum != "auto":
+        return float(target_sum)
+    expressed = totals[totals > 0]
+    median = float(np.median(expressed)) if expressed.size else TARGET_SUM
+    return TARGET_SUM if median < _QUANTITATIVE_DEPTH * n_genes else median
+
+
+def check_target_sum(target_sum: float | str) -> None:
+    """Refuse a ``target_sum`` that is neither ``"auto"`` nor a positive finite number."""
+    if isinstance(target_sum, str) and target_sum == "auto":
+        return
+    number = isinstance(target_sum, int | float) and not isinstance(target_sum, bool)
+    if not number or not np.isfinite(target_sum) or target_sum <= 0:
+        raise ValueError(
+            f"target_sum must be 'auto' or a positive number (the total each cell's counts are scaled to, e.g. "
+            f"1e4), got {target_sum!r}."
+        )
 
 
 def resolve_total_counts_feature(choice: bool | str, input_kind: str, n_genes: int) -> bool:

@@ -32,15 +32,20 @@ def resolve_n_jobs(n_jobs: int | None) -> int | None:
 
 @contextlib.contextmanager
 def cpu_threads(n: int | None) -> Iterator[None]:
-    """torch's intra-op threads and the BLAS/OpenMP pools of NumPy and scikit-learn (threadpoolctl) limited to
-    ``n`` for the block, and the caller's settings restored after it; ``None`` changes nothing."""
+    """torch's intra-op threads, the BLAS/OpenMP pools of NumPy and scikit-learn (threadpoolctl) and numba's
+    threads (scanpy's highly-variable-gene and marker statistics) limited to ``n`` for the block, and the
+    caller's settings restored after it; ``None`` changes nothing."""
     if n is None:
         yield
         return
-    before = torch.get_num_threads()
+    import numba  # a scanpy dependency, imported here so that the engine does not load it for nothing
+
+    before = torch.get_num_threads(), numba.get_num_threads()
     torch.set_num_threads(n)
+    numba.set_num_threads(min(n, numba.config.NUMBA_NUM_THREADS))
     try:
         with threadpool_limits(n):
             yield
     finally:
-        torch.set_num_threads(before)
+        torch.set_num_threads(before[0])
+        numba.set_num_threads(before[1])

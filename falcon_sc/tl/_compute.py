@@ -13,7 +13,7 @@ from .. import __version__
 from .._adata.device import resolve_device
 from .._adata.labels import coarse_groups
 from .._adata.outputs import Outputs
-from .._adata.preprocess import prepare_embedding, prepare_input
+from .._adata.preprocess import check_target_sum, prepare_embedding, prepare_input
 from ..core import run_falcon
 from ..core.estimate import estimate_n_fine
 from ..core.threads import cpu_threads
@@ -39,6 +39,7 @@ def run_discovery(
     merge_unsupported,
     n_top_genes,
     total_counts_feature,
+    target_sum,
     preset,
     config,
     random_state,
@@ -51,6 +52,7 @@ def run_discovery(
     t_start = time.perf_counter()
     torch_device = resolve_device(device)
     check_use_rep(use_rep, layer=layer, batch_key=batch_key, total_counts_feature=total_counts_feature)
+    check_target_sum(target_sum)
     if adata.n_obs == 0 or (adata.n_vars == 0 and use_rep is None):
         raise ValueError(f"adata is empty ({adata.n_obs} cells × {adata.n_vars} genes); nothing to discover.")
     groups = coarse_groups(adata, coarse_key, dataset_key)
@@ -65,9 +67,15 @@ def run_discovery(
     if use_rep is not None:
         prepared = prepare_embedding(adata, use_rep)
     else:
-        prepared = prepare_input(
-            adata, layer=layer, n_top_genes=n_top_genes, batch_key=hvg_batch, total_counts_feature=total_counts_feature
-        )
+        with cpu_threads(n_jobs):  # scanpy's gene selection (numba) on the threads the caller allows
+            prepared = prepare_input(
+                adata,
+                layer=layer,
+                n_top_genes=n_top_genes,
+                batch_key=hvg_batch,
+                total_counts_feature=total_counts_feature,
+                target_sum=target_sum,
+            )
     # "auto" is decided on the genes, not the features (a panel's total-counts feature is one more column);
     # an embedding is never a panel
     n_genes = None if use_rep is not None else len(prepared.genes)
@@ -85,6 +93,7 @@ def run_discovery(
     else:
         logg.info(
             f"    using {len(prepared.genes)} genes of {prepared.input_kind} input"
+            + (f", normalised to {prepared.target_sum:g} counts per cell" if prepared.target_sum else "")
             + (" and log1p(total counts) as a feature (targeted panel: cell size)" if reads_totals else "")
         )
     run = functools.partial(
@@ -137,6 +146,9 @@ def run_discovery(
         "n_top_genes": n_top_genes,
         "input_kind": prepared.input_kind,
         "total_counts_feature": reads_totals,
+        "target_sum": target_sum,
+        # what counts were scaled to before log1p (None: the input was not counts)
+        "normalize_total": prepared.target_sum,
         "preset": preset if isinstance(preset, str) else "custom",
         "random_state": random_state,
         "device": str(torch_device),

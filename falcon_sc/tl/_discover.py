@@ -32,6 +32,7 @@ def discover_subtypes(
     merge_unsupported: bool = False,
     n_top_genes: int = 2000,
     total_counts_feature: bool | Literal["auto"] = "auto",
+    target_sum: float | Literal["auto"] = "auto",
     preset: str | FalconConfig = "default",
     random_state: int = 0,
     device: str = "auto",
@@ -109,6 +110,12 @@ def discover_subtypes(
         500 genes (a targeted panel: with a few dozen genes, total counts reflect cell size, which
         ``normalize_total`` erases, and cell size differs between types). The choice is stored in
         ``uns[key_added]["params"]["total_counts_feature"]``, and a saved model applies it to new cells.
+    target_sum
+        The total each cell's counts are scaled to before ``log1p`` (counts only). ``"auto"`` reads it from the
+        depth of the data: 10,000 (the paper's) when the median cell has fewer molecules than there are genes
+        (droplet data, whole transcriptome or a gene subset), else the median total count (imaging panels such as
+        smFISH or MERFISH, whose counts are quantitative). The value used is stored in
+        ``uns[key_added]["params"]["normalize_total"]`` and a saved model applies it to new cells.
     preset
         ``"default"`` (tuned for datasets of any size, including a few thousand cells) or ``"paper"`` (the
         published single-cell recipe unchanged), or a :class:`~falcon_sc.core.FalconConfig`.
@@ -189,6 +196,7 @@ def discover_subtypes(
         merge_unsupported=merge_unsupported,
         n_top_genes=n_top_genes,
         total_counts_feature=total_counts_feature,
+        target_sum=target_sum,
         preset=preset,
         config=config,
         random_state=random_state,
