@@ -52,8 +52,9 @@ def test_separation_test_tells_a_real_split_from_a_cut_through_one_population():
 @pytest.fixture(scope="module")
 def unstructured_class_run(request):
     """A class without substructure is given 3 subtypes, the others their true counts (seed 1: 1 / 3 / 1,
-    seed 3: 2 / 1 / 2; the seed is the test's parameter), discovered once with the default preset and three restarts (warm, cold, warm) for every test
-    here: the simulated data, the counts, the run, the name of that class and the true counts."""
+    seed 3: 2 / 1 / 2; the seed is the test's parameter), discovered once with the default preset and three
+    restarts (warm, cold, warm) for every test here: the simulated data, the counts, the run, the name of that
+    class and the true counts."""
     adata = fs.datasets.simulate_hierarchy(900, 300, 3, 5, fine_separation=2.0, random_state=request.param)
     truth = adata.obs.groupby("coarse", observed=True)["fine"].nunique()
     plain = truth.index[truth == 1][0]
