@@ -108,7 +108,7 @@ def test_spectral_start_follows_the_graph_where_kmeans_cuts_across_it():
     np.testing.assert_array_equal(labels, spectral_within_classes(graph, coarse, relationship, random_state=0))
 
 
-def test_combined_scores_centre_and_weigh_both_blocks_inside_each_class():
+def test_combined_scores_weigh_both_blocks_inside_each_class_and_keep_the_global_offset():
     rng = np.random.default_rng(0)
     groups = np.repeat([0, 1], [50, 80])
     scores = torch.as_tensor(rng.normal(groups[:, None] * 100.0, 3.0, (130, 6)), dtype=torch.float32)
@@ -117,8 +117,11 @@ def test_combined_scores_centre_and_weigh_both_blocks_inside_each_class():
     assert out.shape == (130, 10)
     for g in (0, 1):
         for block in (out[groups == g, :6], out[groups == g, 6:]):
-            np.testing.assert_allclose(block.mean(0), 0, atol=1e-5)
-            assert (block**2).sum(1).mean() == pytest.approx(block.shape[1], rel=1e-5)  # 1 per column
+            centred = block - block.mean(0)
+            assert (centred**2).sum(1).mean() == pytest.approx(block.shape[1], rel=1e-5)  # 1 per column
+        # the global block is the group's scores times one factor: its offset from the global centre is kept
+        ratio = out[groups == g, :6] / scores[groups == g].numpy()
+        np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-4)
 
 
 def test_an_empty_subtype_is_reseeded_where_a_subtype_splits_most_clearly():
@@ -185,8 +188,23 @@ def test_warm_start_needs_a_proportional_start(structured_sim):
         run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, progress=False)
 
 
-def test_paper_preset_keeps_the_published_start():
-    assert (PAPER.allocation, PAPER.warm_start, PAPER.representation) == ("size", "none", "genes")
+def test_paper_preset_runs_the_published_recipe(small):
+    """The paper preset trains its classifier on the genes themselves, for 10 epochs of batch 1,024 (one batch of
+    all 300 cells here): no PCA, no step budget."""
+    adata, model = fs.tl.discover_subtypes(
+        small,
+        "coarse",
+        n_fine=5,
+        preset="paper",
+        n_top_genes=100,
+        total_counts_feature=False,
+        progress=False,
+        copy=True,
+        return_model=True,
+    )
+    assert model.classifier.projection is None and model.classifier.n_inputs == 100
+    schedule = adata.uns["falcon"]["params"]["schedule"]
+    assert (schedule["epochs"], schedule["batch_size"], schedule["total_steps"]) == (10, 300, 10)
 
 
 def test_within_class_projection_removes_the_class_means(structured_sim):
@@ -344,7 +362,7 @@ def test_neighbour_metric_auto_is_euclidean_on_whole_transcriptomes_only():
     assert auto.resolved_neighbor_metric(PANEL_MAX_GENES + 1) == "euclidean"
     assert auto.resolved_neighbor_metric(PANEL_MAX_GENES) == "cosine"  # a targeted panel
     assert auto.resolved_neighbor_metric(None) == "cosine"  # an embedding
-    assert DEFAULT.neighbor_metric == "auto" and PAPER.resolved_neighbor_metric(2000) == "cosine"
+    assert DEFAULT.resolved_neighbor_metric(2000) == "euclidean" and PAPER.resolved_neighbor_metric(2000) == "cosine"
     assert auto.replace(neighbor_metric="euclidean").resolved_neighbor_metric(30) == "euclidean"
 
 

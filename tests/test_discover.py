@@ -30,8 +30,9 @@ def test_discovers_simulated_subtypes(separated_run):
     adata = separated_run
     acc = metrics.cluster_accuracy(adata.obs["fine"], adata.obs["falcon"])
     ari = metrics.adjusted_rand_index(adata.obs["fine"], adata.obs["falcon"])
-    # the coarse labels alone score ACC 0.41 here; all seven subtypes must be found, under the right parents
-    assert acc >= 0.8 and ari >= 0.75
+    # the coarse labels alone score ACC 0.41 here; all seven subtypes must be found, under the right parents (the
+    # default finds every cell's: 1.0 / 1.0 on the 2-core CPU)
+    assert acc >= 0.99 and ari >= 0.99
     learned = pd.DataFrame(adata.uns["falcon"]["relationship_matrix"], columns=adata.uns["falcon"]["coarse_names"])
     true = metrics.true_relationship(adata.obs["fine"], adata.obs["coarse"])
     assert metrics.graph_edit_distance(learned, true) == 0
@@ -62,10 +63,12 @@ def test_outputs_follow_scanpy_conventions(small, tmp_path):
     # the kept restart is the one with the lowest final objective
     assert uns["objective"]["total"] == pytest.approx(min(uns["restart_objectives"]), rel=1e-6)
     assert len(uns["restart_objectives"]) == uns["params"]["config"]["n_restarts"]
-    # stage times, each counted once: their sum stays within the whole call
+    # stage times, each counted once: together they account for the whole call (up to the bookkeeping between
+    # them), and the stages that do work take time
     stages = {k: v for k, v in uns["timings"].items() if k != "total"}
     assert {"preprocessing", "neighbors", "start", "training", "prediction"} <= set(stages)
-    assert min(stages.values()) >= 0 and sum(stages.values()) <= uns["timings"]["total"] * 1.01
+    assert 0.8 * uns["timings"]["total"] <= sum(stages.values()) <= uns["timings"]["total"] * 1.01
+    assert min(stages[k] for k in ("preprocessing", "neighbors", "training")) > 0
     adata.write_h5ad(tmp_path / "out.h5ad")  # everything stored must be writable
     back = ad.read_h5ad(tmp_path / "out.h5ad")
     assert back.obs["falcon"].equals(adata.obs["falcon"])

@@ -35,12 +35,13 @@ def test_flipped_labels_are_found_with_their_true_class(flipped):
     suspects = fs.tl.suspect_labels(adata)
     found = adata.obs_names.isin(suspects.index)
     recall, precision = (found & flip).sum() / flip.sum(), (found & flip).sum() / found.sum()
-    assert recall >= 0.8 and precision >= 0.8, (recall, precision)
+    # 2-core CPU: recall and precision 1.00, every suspect's suggestion its true class
+    assert recall >= 0.95 and precision >= 0.95, (recall, precision)
     truly = adata.obs.loc[suspects.index, "coarse"].astype(str)
-    assert (suspects["suggested"].astype(str) == truly).mean() >= 0.8  # and where they belong
+    assert (suspects["suggested"].astype(str) == truly).mean() >= 0.95  # and where they belong
     assert list(suspects.columns) == ["coarse", "suggested", "agreement"]
     assert suspects["agreement"].is_monotonic_increasing and (suspects["agreement"] < 0.5).all()
-    assert (suspects["coarse"].astype(str) != suspects["suggested"].astype(str)).mean() >= 0.8
+    assert (suspects["coarse"].astype(str) != suspects["suggested"].astype(str)).all()
     # cells that agree point to their own class
     suggested, own = adata.obs["falcon_suggested_coarse"].astype(str), adata.obs["noisy"].astype(str)
     assert (suggested[~found] == own[~found]).all()
@@ -48,8 +49,11 @@ def test_flipped_labels_are_found_with_their_true_class(flipped):
 
 def test_threshold_and_missing_check_errors(flipped, small):
     adata, _ = flipped
-    assert len(fs.tl.suspect_labels(adata, threshold=0.0)) == 0
-    assert len(fs.tl.suspect_labels(adata, threshold=1.0)) >= len(fs.tl.suspect_labels(adata))
+    # the threshold is on the agreement: exactly the cells below it are suspects, however high it is set
+    agreement = adata.obs["falcon_coarse_agreement"]
+    for threshold in (0.5, float(np.quantile(agreement, 0.2)), 0.99):
+        expected = set(adata.obs_names[(agreement < threshold).to_numpy()])
+        assert set(fs.tl.suspect_labels(adata, threshold=threshold).index) == expected
     with pytest.raises(ValueError, match=r"threshold must lie in \[0, 1\]"):
         fs.tl.suspect_labels(adata, threshold=1.5)
     fs.tl.discover_subtypes(small, "coarse", n_fine=5, coarse_check_neighbors=0, **FAST)

@@ -268,5 +268,5 @@ def test_transfer_between_pbmc3k_halves_matches_a_run_on_the_query(tmp_path):
     truth = query.obs["cell_type_fine"]
     acc_transfer = fs.metrics.cluster_accuracy(truth, transferred.obs["falcon"])
     acc_alone = fs.metrics.cluster_accuracy(truth, alone.obs["falcon"])
-    # 2-core CPU, one run each: 92.0 vs 93.8 (FALCON seeds 1 and 2: 92.4 vs 93.9, 92.6 vs 78.7)
-    assert acc_transfer > 0.85 and acc_transfer > acc_alone - 0.05, (acc_transfer, acc_alone)
+    # 2-core CPU, default preset: 93.1 transferred vs 93.3 for a run on the query itself
+    assert acc_transfer >= 0.925 and acc_transfer >= acc_alone - 0.01, (acc_transfer, acc_alone)

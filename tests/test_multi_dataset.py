@@ -87,11 +87,11 @@ def test_joint_run_learns_each_datasets_taxonomy(two, joint, tmp_path):
     truth = two.uns["simulation"]["parents"]
     fine_names = list(two.uns["simulation"]["fine_names"])
     assert truth["D0"].tolist() != truth["D1"].tolist()
-    assert metrics.cluster_accuracy(two.obs["fine"], joint.obs["falcon"]) >= 0.9
+    assert metrics.cluster_accuracy(two.obs["fine"], joint.obs["falcon"]) >= 0.99  # 1.0 on the 2-core CPU
     majority = pd.crosstab(joint.obs["falcon"], two.obs["fine"]).idxmax(axis=1)
     for name, view in joint.uns["falcon"]["relationships"].items():
         cells = (joint.obs["dataset"] == name).to_numpy()
-        assert metrics.cluster_accuracy(two.obs["fine"][cells], joint.obs["falcon"][cells]) >= 0.9
+        assert metrics.cluster_accuracy(two.obs["fine"][cells], joint.obs["falcon"][cells]) >= 0.99
         table = view["relationship"]
         for subtype, fine in majority.items():
             assert table.loc[subtype, "coarse"] == truth[name][fine_names.index(fine)], (name, subtype)

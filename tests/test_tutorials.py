@@ -52,7 +52,12 @@ def test_covid_tutorial_runs_on_a_standin_and_is_committed_without_outputs(tmp_p
     write_covid_standin(path)
     executed = execute("pbmc_covid.ipynb", {"FALCON_SC_COVID_PATH": str(path)})
     text = outputs_text(executed)
-    assert "falcon_sc: ACC" in text and "paper (FALCON): ACC 75.8" in text
+    # the stand-in's coarse labels alone score ACC 48.1; its 14 simulated states are well separated, and the
+    # tutorial's run finds every one under its true parent (2-core CPU: ACC 100.0, ARI 100.0, GED 0)
+    acc, ari, ged = map(float, re.search(r"falcon_sc: ACC ([\d.]+)  ARI ([\d.]+)  GED ([\d.]+)", text).groups())
+    assert acc >= 99.0 and ari >= 99.0 and ged == 0
+    images = [o for c in executed.cells if c.cell_type == "code" for o in c.outputs if "image/png" in o.get("data", {})]
+    assert len(images) >= 4  # relationship graph, confusion, history, markers
     committed = nbformat.read(TUTORIALS / "pbmc_covid.ipynb", as_version=4)
     assert all(not cell.get("outputs") for cell in committed.cells if cell.cell_type == "code")
 

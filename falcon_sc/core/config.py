@@ -345,14 +345,14 @@ PAPER = FalconConfig()
 #:   cosine similarity cannot see where a cell lies along its coarse class's offset from the global centre.
 #:   3 seeds, ACC / ARI: pbmc3k 95.2 / 87.7 → 96.6 / 90.8. Panels keep cosine (−1.9 / −2.5 over 18 simulated
 #:   runs with 33 to 300 genes), embeddings too (−0.3 / −0.2 over 5; bench/neighbor_metric.py).
-#: - within-class neighbours searched on the global PCs centred in each coarse class next to the class's own 10
-#:   PCs (``neighbor_space="auto"`` → "combined") for gene inputs of at most 50,000 cells
+#: - within-class neighbours searched on the global PCs next to the class's own 10 PCs (``neighbor_space="auto"``
+#:   → "combined", :func:`~.pca.combined_scores`) for gene inputs of at most 50,000 cells
 #:   (``class_pcs_max_cells``), and on whole transcriptomes warm starts from spectral clustering of that graph
-#:   (``warm_start_clustering="auto"``). Whole transcriptomes: pbmc3k 96.6 / 90.8 → 96.9 / 91.9. Panels: Zeisel
-#:   42.1 / 34.6 → 44.6 / 36.5, macro ACC 29.2 → 36.0, populated subtypes 39 → 44 of 47; pbmc3k as a 40-gene
-#:   panel +0.1 / +0.7, but as 100- and 300-gene panels −1.8 / −2.3 and −2.4 / −2.5 (centring within its
-#:   monocytes splits CD14 from FCGR3A worse: 92.8 → 89.3 within the class, given the true counts). Spectral
-#:   starts stay off panels (−3 to −7 on the pbmc3k panels).
+#:   (``warm_start_clustering="auto"``). Whole transcriptomes (Euclidean): pbmc3k 96.6 / 90.8 → 96.9 / 91.9.
+#:   Panels (cosine): Zeisel 42.1 / 34.6 → 43.0 / 33.5, macro ACC 29.2 → 33.8, populated subtypes 39 → 43 of 47;
+#:   pbmc3k as 40-, 100- and 300-gene panels +0.0 / +0.5, −0.7 / −1.0, −0.5 / −0.1; calibrated check panels
+#:   (2 seeds) 33 genes +2.2 / +1.4, 100 genes +1.0 / +0.4, 300 genes −3.1 / −1.6. Spectral starts stay off
+#:   panels (−3 to −7 on the pbmc3k panels).
 DEFAULT = PAPER.replace(
     min_steps_per_epoch=8,
     min_total_steps=300,

@@ -23,6 +23,7 @@ def simulate_hierarchy(
     imbalance: float = 0.5,
     dispersion: float = 0.1,
     mean_library_size: float = 5000.0,
+    gene_mean_spread: float = 1.0,
     library_size_effect: float = 0.0,
     min_cells_per_fine: int = _MIN_CELLS_PER_FINE,
     random_state: int = 0,
@@ -38,10 +39,11 @@ def simulate_hierarchy(
     2. Sizes: fine class ``f`` has weight ``exp(imbalance · z_f)``, ``z_f ~ N(0, 1)``; each fine class gets
        ``min_cells_per_fine`` cells, the rest are drawn multinomially with probabilities proportional to the
        weights.
-    3. Expression: gene ``g`` has a baseline log-mean ``b_g ~ N(0, 1)``. Each coarse class shifts a random
-       ``de_fraction`` of the genes by ``coarse_separation · N(0, 1)``; each fine class shifts another random
-       ``de_fraction`` of the genes by ``fine_separation · N(0, 1)``. Relative expression of a cell is the
-       softmax over genes of the summed log-means.
+    3. Expression: gene ``g`` has a baseline log-mean ``b_g ~ N(0, gene_mean_spread²)`` (a larger spread puts
+       more of the counts on a few genes, and more zeros on the others, as in real panels). Each coarse class
+       shifts a random ``de_fraction`` of the genes by ``coarse_separation · N(0, 1)``; each fine class shifts
+       another random ``de_fraction`` of the genes by ``fine_separation · N(0, 1)``. Relative expression of a
+       cell is the softmax over genes of the summed log-means.
     4. Counts: library sizes ``~ LogNormal(log(mean_library_size), 0.3)``, times ``exp(library_size_effect ·
        N(0, 1))`` per fine class (cell size differs between fine types, as in targeted panels); counts are
        negative binomial with that mean and ``dispersion`` (variance ``μ + dispersion·μ²``), drawn as a
@@ -81,7 +83,7 @@ def simulate_hierarchy(
             out[k, genes] = scale * rng.standard_normal(n_de)
         return out
 
-    baseline = rng.standard_normal(n_genes)
+    baseline = gene_mean_spread * rng.standard_normal(n_genes)
     coarse_shifts = shifts(n_coarse, coarse_separation)
     fine_shifts = shifts(n_fine, fine_separation)
     log_means = baseline + coarse_shifts[parents] + fine_shifts
@@ -121,6 +123,8 @@ def simulate_hierarchy(
         "de_fraction": de_fraction,
         "imbalance": imbalance,
         "dispersion": dispersion,
+        "mean_library_size": mean_library_size,
+        "gene_mean_spread": gene_mean_spread,
         "library_size_effect": library_size_effect,
         "random_state": random_state,
         "fine_parent": np.asarray([coarse_names[p] for p in parents], dtype=object),
