@@ -30,12 +30,14 @@ settings (``check-*``, none used for tuning). A real file that is absent is skip
 
     python bench/accuracy.py [--pbmc3k PATH] [--zeisel PATH] [--seeds 0 1 2] [--datasets ...]
                              [--baseline-pcs 50] [--rows rows.csv] [--falcon-only [default true-counts paper]]
+                             [--option KEY=VALUE ...]
     python bench/accuracy.py --from-rows old_rows.csv new_rows.csv   # tables only; later rows replace earlier
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import time
 import warnings
 from pathlib import Path
@@ -167,7 +169,7 @@ def scores(fine, labels) -> dict:
     }
 
 
-def run_dataset(name, adata, coarse_key, fine_key, seeds, n_pcs, falcon_only=None) -> list[dict]:
+def run_dataset(name, adata, coarse_key, fine_key, seeds, n_pcs, falcon_only=None, options=None) -> list[dict]:
     coarse = adata.obs[coarse_key].astype(str).to_numpy()
     fine = adata.obs[fine_key].astype(str).to_numpy()
     n_fine = len(np.unique(fine))
@@ -189,7 +191,7 @@ def run_dataset(name, adata, coarse_key, fine_key, seeds, n_pcs, falcon_only=Non
         for label, kwargs in (falcon_runs[key] for key in falcon_only or falcon_runs):
             work = adata.copy()
             t = time.perf_counter()
-            fs.tl.discover_subtypes(work, coarse_key, random_state=seed, progress=False, **kwargs)
+            fs.tl.discover_subtypes(work, coarse_key, random_state=seed, progress=False, **kwargs, **(options or {}))
             runs[label] = (work.obs["falcon"].astype(str).to_numpy(), time.perf_counter() - t)
             learned = pd.DataFrame(
                 work.uns["falcon"]["relationship_matrix"], columns=work.uns["falcon"]["coarse_names"]
@@ -266,6 +268,14 @@ def main() -> None:
         "change of defaults; merge with --from-rows",
     )
     parser.add_argument(
+        "--option",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="a discover_subtypes option for every FALCON row (value read as JSON, else as a string), e.g. "
+        "n_restarts=3 or target_sum=1e4; repeatable",
+    )
+    parser.add_argument(
         "--from-rows",
         type=Path,
         nargs="+",
@@ -280,6 +290,9 @@ def main() -> None:
         return
     sc.settings.verbosity = 0
     falcon_only = None if args.falcon_only is None else (args.falcon_only or ["default"])
+    options = dict(parse_option(text) for text in args.option)
+    if options:
+        print(f"FALCON options: {options}")
     rows = []
     for name, (adata, coarse_key, fine_key) in load_datasets(args.datasets, args.pbmc3k, args.zeisel).items():
         print(
@@ -287,10 +300,19 @@ def main() -> None:
             f"{adata.obs[fine_key].nunique()} fine",
             flush=True,
         )
-        rows += run_dataset(name, adata, coarse_key, fine_key, args.seeds, args.baseline_pcs, falcon_only)
+        rows += run_dataset(name, adata, coarse_key, fine_key, args.seeds, args.baseline_pcs, falcon_only, options)
         if args.rows is not None:  # every finished dataset is kept, whatever happens to the later ones
             pd.DataFrame(rows).to_csv(args.rows, index=False)
     print_tables(pd.DataFrame(rows), args.seeds, args.baseline_pcs)
+
+
+def parse_option(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` with the value read as JSON (numbers, booleans, null), else kept as a string."""
+    key, _, value = text.partition("=")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def print_tables(df: pd.DataFrame, seeds, baseline_pcs) -> None:

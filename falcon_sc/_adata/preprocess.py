@@ -17,8 +17,8 @@ from scipy import sparse
 from ..core.config import is_panel
 
 TARGET_SUM = 1e4
-# target_sum="auto": below this many molecules per gene in the median cell, a count is mostly presence or absence
-# and counts are scaled to TARGET_SUM; at or above it, counts are quantitative and scaled to the median total.
+# target_sum="auto": a targeted panel with at least this many molecules per gene in the median cell is scaled to
+# its median total (counts are quantitative); everything else to TARGET_SUM (a count is mostly presence or absence).
 _QUANTITATIVE_DEPTH = 1.0
 # Up to core.config.PANEL_MAX_GENES genes, counts are taken to come from a targeted panel: normalising to a
 # total erases the cell-size information its total counts carry, so log1p(total counts) is kept as a feature.
@@ -261,19 +261,21 @@ def resolve_target_sum(target_sum: float | str, totals: np.ndarray, n_genes: int
     """The total every cell's counts are scaled to before ``log1p``: ``target_sum`` itself, or for ``"auto"`` a
     scale set by the depth of the data.
 
-    ``"auto"``: where the median cell has fewer molecules than genes (droplet whole transcriptomes, and panels
-    of droplet data), a gene's count is mostly 0 or 1 and scaling to 10,000 (the paper's ``normalize_total``)
-    turns presence against absence into a large step; where it has at least one molecule per gene (imaging
-    panels such as smFISH or MERFISH), counts are quantitative, and the median total (scanpy's
-    ``normalize_total`` default) keeps a zero from becoming an outlier several log units below a single
-    molecule. See the docs page on targeted and spatial panels for the measurements.
+    ``"auto"``: the median total count of a targeted panel (at most ``core.config.PANEL_MAX_GENES`` genes) whose
+    median cell has at least one molecule per gene (imaging panels such as smFISH or MERFISH), else 10,000 (the
+    paper's ``normalize_total``). Below one molecule per gene (droplet data, whole transcriptome or a gene
+    subset), a count is mostly presence or absence and the large scale separates the two; on a deep panel
+    counts are quantitative, and the median total (scanpy's ``normalize_total`` default) keeps a zero from
+    becoming an outlier several log units below a single molecule. Whole transcriptomes keep 10,000 whatever
+    their depth: on simulated deep ones the median total won on one setting and lost on another. See the docs
+    page on targeted and spatial panels for the measurements.
     """
     check_target_sum(target_sum)
     if target_sum != "auto":
         return float(target_sum)
     expressed = totals[totals > 0]
     median = float(np.median(expressed)) if expressed.size else TARGET_SUM
-    return TARGET_SUM if median < _QUANTITATIVE_DEPTH * n_genes else median
+    return median if is_panel(n_genes) and median >= _QUANTITATIVE_DEPTH * n_genes else TARGET_SUM
 
 
 def check_target_sum(target_sum: float | str) -> None:

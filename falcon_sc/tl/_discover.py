@@ -113,10 +113,10 @@ def discover_subtypes(
         ``uns[key_added]["params"]["total_counts_feature"]``, and a saved model applies it to new cells.
     target_sum
         The total each cell's counts are scaled to before ``log1p`` (counts only). ``"auto"`` reads it from the
-        depth of the data: 10,000 (the paper's) when the median cell has fewer molecules than there are genes
-        (droplet data, whole transcriptome or a gene subset), else the median total count (imaging panels such as
-        smFISH or MERFISH, whose counts are quantitative). The value used is stored in
-        ``uns[key_added]["params"]["normalize_total"]`` and a saved model applies it to new cells.
+        depth of the data: the median total count for a panel (at most 500 genes) whose median cell holds at
+        least one molecule per gene (imaging panels such as smFISH or MERFISH, whose counts are quantitative),
+        else 10,000 (the paper's; droplet data, whole transcriptome or a gene subset). The value used is stored
+        in ``uns[key_added]["params"]["normalize_total"]`` and a saved model applies it to new cells.
     preset
         ``"default"`` (tuned for datasets of any size, including a few thousand cells) or ``"paper"`` (the
         published single-cell recipe unchanged), or a :class:`~falcon_sc.core.FalconConfig`.
