@@ -286,7 +286,14 @@ def main() -> None:
     args = parser.parse_args()
     if args.from_rows is not None:
         merged = pd.concat([pd.read_csv(path) for path in args.from_rows])
-        print_tables(merged.drop_duplicates(["dataset", "method", "seed"], keep="last"), args.seeds, args.baseline_pcs)
+        # a later file's row replaces an earlier one in the earlier one's place (datasets and methods keep the order
+        # in which they first appear)
+        first = {key: i for i, key in reversed(list(enumerate(zip(merged["dataset"], merged["method"], strict=True))))}
+        merged = merged.drop_duplicates(["dataset", "method", "seed"], keep="last")
+        merged = merged.iloc[
+            np.argsort([first[k] for k in zip(merged["dataset"], merged["method"], strict=True)], kind="stable")
+        ]
+        print_tables(merged, args.seeds, args.baseline_pcs)
         return
     sc.settings.verbosity = 0
     falcon_only = None if args.falcon_only is None else (args.falcon_only or ["default"])

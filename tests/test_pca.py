@@ -43,3 +43,21 @@ def test_scores_match_svd_up_to_sign(data, standardize):
 def test_number_of_components_follows_fine_classes():
     assert [n_components(FalconConfig(), k) for k in (3, 9, 20, 83, 200)] == [10, 10, 21, 84, 201]
     assert n_components(FalconConfig(n_pcs=7), 83) == 7
+
+
+@pytest.mark.parametrize(
+    ("n_cells", "n_features"),
+    [(500, 400), (40, 300)],  # many features against 4 axes (ARPACK); fewer cells than features (Gram matrix)
+)
+def test_every_eigensolver_path_gives_the_svd_axes(n_cells, n_features):
+    rng = np.random.default_rng(1)
+    signal = rng.standard_normal((n_cells, 3)) @ rng.standard_normal((3, n_features)) * 3
+    x = torch.tensor(signal + rng.standard_normal((n_cells, n_features)), dtype=torch.float32)
+    pca = fit_pca(x, 4)
+    z = x.double().numpy() - x.double().numpy().mean(0)
+    _, s, vt = np.linalg.svd(z, full_matrices=False)
+    components = pca.components.double().numpy()
+    np.testing.assert_allclose(np.abs(components.T @ vt[:4].T), np.eye(4), atol=1e-4)  # same axes, up to sign
+    np.testing.assert_allclose(pca.scale.double().numpy(), s[:4] / np.sqrt(n_cells - 1), rtol=1e-4)
+    # each axis' largest loading is positive (signs do not depend on the solver)
+    assert (components[np.abs(components).argmax(0), np.arange(4)] > 0).all()

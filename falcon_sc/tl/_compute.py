@@ -23,9 +23,6 @@ from ._checks import check_obs_options, check_use_rep, fine_request
 from ._result import merge_unsupported as merge_unsupported_subtypes
 from ._result import outputs_of, report_small_subtypes, sample_support
 
-#: Restarts of each run of ``n_fine="auto"``'s refinement (:func:`refine_n_fine` compares their agreement).
-AUTO_RESTARTS = 3
-
 
 def run_discovery(
     adata,
@@ -121,14 +118,8 @@ def run_discovery(
             )
         t_estimate = time.perf_counter() - t0
         logg.info(f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
-        # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts;
-        # the refinement compares restarts, so it makes at least AUTO_RESTARTS of them
-        restarts = max(AUTO_RESTARTS, config.n_restarts)
-        run = functools.partial(
-            run,
-            initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]],
-            config=config.replace(n_restarts=restarts),
-        )
+        # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
+        run = functools.partial(run, initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]])
         result, refinement = refine_n_fine(run, estimate.n_fine, upper)
         n_fine_total = result.relationship.shape[0]
     else:

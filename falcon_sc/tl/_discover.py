@@ -70,8 +70,8 @@ def discover_subtypes(
         Total number of fine classes ``K_F`` to discover (at least the number of coarse classes of any
         dataset); M is then learned. Or, for one dataset, a mapping ``{coarse class: number of fine classes}``
         covering every coarse class, which fixes M (no relationship solve). Or ``"auto"``: K_F is estimated
-        from the data (no fine labels; see :func:`falcon_sc.core.estimate_n_fine`), then raised one class at a
-        time while FALCON's restarts (at least 3 per run) agree at least as well; the estimate with its
+        from the data (no fine labels; see :func:`falcon_sc.core.estimate_n_fine`); with ``n_restarts`` > 1 it is
+        then raised one class at a time while the restarts agree at least as well. The estimate with its
         evidence is stored in ``uns[key_added]["n_fine_estimate"]``.
     n_fine_range
         ``(lower, upper)`` bounds for ``n_fine="auto"``.
