@@ -86,12 +86,11 @@ class FalconConfig:
     # or their PCs above). "class_pca": on the top ``class_pcs`` PCs of the features z-scored inside each coarse
     # class, so that the few genes that vary within a class are not drowned by those that tell classes apart
     # (sim-panel 77.5 / 71.0 → 91.2 / 87.0, 3 seeds, but a 33-gene check panel −4.0 / −7.0 and, with 2,000 genes,
-    # sim-hard 77.9 → 69.8: a purer graph trained worse). "combined": the representation's PCs centred inside
-    # each coarse class next to the class's own ``class_pcs`` PCs, every column of equal weight on average
-    # (:func:`~.pca.combined_scores`): the global PCs estimate the programmes shared across classes from all cells,
-    # the class's own see what varies only inside it. "auto": "combined" on whole-transcriptome inputs,
-    # "representation" on targeted panels (at most PANEL_MAX_GENES genes) and embeddings, where "combined" lost
-    # on real cells, and above ``class_pcs_max_cells`` cells (DEFAULT below).
+    # sim-hard 77.9 → 69.8: a purer graph trained worse). "combined": the representation's PCs next to the
+    # class's own ``class_pcs`` PCs, every column of equal weight on average (:func:`~.pca.combined_scores`): the
+    # global PCs estimate the programmes shared across classes from all cells, the class's own see what varies
+    # only inside it. "auto": "combined" on gene inputs (whole transcriptomes and panels) of at most
+    # ``class_pcs_max_cells`` cells, "representation" on embeddings and larger inputs (DEFAULT below).
     neighbor_space: Literal["representation", "class_pca", "combined", "auto"] = "representation"
     class_pcs: int = 10
     # "auto" (neighbor_space, warm_start_clustering) keeps the representation's neighbours and k-means starts
@@ -138,9 +137,8 @@ class FalconConfig:
     # uses λ3 = ``restart_lambda_reg`` (None: ``lambda_reg``).
     n_restarts: int = 1
     restart_lambda_reg: float | None = None
-    # Above this many cells a single run is made (None: no limit). Restarts guard against the unstable runs
-    # of small datasets (pbmc3k: ACC 70–96 over single runs), where a run takes seconds; on large ones runs
-    # vary less (100k simulated cells: 75.8–78.5 over 3 seeds) and each costs a minute on a CPU.
+    # Above this many cells a single run is made (None: no limit): with ``n_restarts`` > 1, restarts multiply
+    # the cost, which on large inputs is minutes on a CPU.
     restart_max_cells: int | None = None
     # Within-class neighbours: classes larger than this are searched approximately (NN-descent) on the CPU,
     # with the recall measured on a sample; None = always exact. CUDA searches every class exactly.
@@ -187,8 +185,7 @@ class FalconConfig:
         """The neighbour space for ``n_cells`` cells of ``n_features`` genes (None: an embedding)."""
         if self.neighbor_space != "auto":
             return self.neighbor_space
-        few_cells = self.class_pcs_max_cells is None or n_cells <= self.class_pcs_max_cells
-        return "combined" if n_features is not None and few_cells else "representation"
+        return "combined" if n_features is not None and self._class_pcs_affordable(n_cells) else "representation"
 
     def resolved_warm_start_clustering(self, n_features: int | None, n_cells: int) -> str:
         """How warm starts partition each class, for ``n_cells`` cells of ``n_features`` genes (None: an
@@ -196,8 +193,11 @@ class FalconConfig:
         ``class_pcs_max_cells`` cells, k-means otherwise."""
         if self.warm_start_clustering != "auto":
             return self.warm_start_clustering
-        few_cells = self.class_pcs_max_cells is None or n_cells <= self.class_pcs_max_cells
-        return "spectral" if is_whole_transcriptome(n_features) and few_cells else "kmeans"
+        return "spectral" if is_whole_transcriptome(n_features) and self._class_pcs_affordable(n_cells) else "kmeans"
+
+    def _class_pcs_affordable(self, n_cells: int) -> bool:
+        """Whether "auto" takes the class PCs (and, on whole transcriptomes, spectral starts) for ``n_cells``."""
+        return self.class_pcs_max_cells is None or n_cells <= self.class_pcs_max_cells
 
     def resolved_neighbor_metric(self, n_features: int | None) -> str:
         """The neighbour metric for an input of ``n_features`` genes (None: an embedding, never a panel)."""
