@@ -109,7 +109,7 @@ def fit_pca(
 
     if n < d:
         # Fewer cells than features (a small coarse class): the same axes from the n × n Gram matrix, whose
-        # eigenvectors u give the components Zᵀu / ‖Zᵀu‖ (pbmc3k's 6 classes: 1.4 s → 0.3 s).
+        # eigenvectors u give the components Zᵀu / ‖Zᵀu‖ (pbmc3k's 6 classes: 1.4 s → 0.4 s).
         # (in float64: float32 products summed in an order that depends on the number of threads moved the
         # neighbours of a run between processes with different thread counts)
         z = torch.cat(list(centred_blocks())).double()
@@ -165,7 +165,7 @@ def combined_scores(scores: torch.Tensor, class_scores: torch.Tensor, groups: np
     The global components estimate programmes shared by all groups from every cell; the group's own components
     see what varies only inside it. The global block keeps the group's offset from the global centre: Euclidean
     distances do not see it, and under cosine similarity it keeps cells with little signal of their own near
-    each other (with the offset removed, pbmc3k as 100- and 300-gene panels lost 1.1 / 1.3 and 2.4 / 2.4
+    each other (with the offset removed, pbmc3k as 100- and 300-gene panels lost 1.1 / 1.3 and 1.9 / 2.4
     ACC / ARI, 3 seeds; docs/notes.md).
     """
     blocks = [scores.float().clone(), class_scores.float().clone()]
