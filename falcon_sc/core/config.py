@@ -318,7 +318,7 @@ PAPER = FalconConfig()
 #:   (time constant 1 / (1 − decay) steps), so the floor is 15 teacher time constants; above ~31,000 cells the
 #:   paper's 10 epochs are longer and apply. 1,500 steps at decay 0.99 (the previous default) gave the same
 #:   results on every real dataset (pbmc3k 96.9 / 91.9 → 97.0 / 92.2; its panels, Zeisel, pbmc68k within 0.5)
-#:   at a fifth of the training time; 300 steps at 0.99 lost (pbmc3k 94.3 / 85.0);
+#:   at a fifth of the training time; 400 steps at 0.99 lost (pbmc3k 94.3 / 85.0);
 #: - classifier and neighbour search on the top PCs of z-scored genes (K_F + 1 of them, at least 10): kNN
 #:   purity 73 % (genes) → 95 % on pbmc3k, and much faster steps;
 #: - L_conf only on cells the teacher is confident about (> 0.9): otherwise the first hard targets send every
