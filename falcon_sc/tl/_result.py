@@ -182,7 +182,9 @@ def sample_support(sample: pd.Series, labels: np.ndarray, fine_names: list[str],
 
 def report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
     """Name the subtypes that ended with fewer than ``max(5, min_subtype_share · n)`` cells (stored in
-    ``uns[key]["small_subtypes"]``): FALCON found no cells for them, so n_fine is likely too large there."""
+    ``uns[key]["small_subtypes"]``). Training merged them into their neighbours; that does not prove the data lack
+    them (on Zeisel's interneurons k-means within the class finds subtypes FALCON merges), so the warning says what
+    happened and what to try, and does not blame the data."""
     min_cells = config.min_subtype_cells(outputs.labels.size)
     counts = np.bincount(outputs.labels, minlength=len(outputs.fine_names))
     small = [name for name, count in zip(outputs.fine_names, counts, strict=True) if count < min_cells]
@@ -190,8 +192,9 @@ def report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
     if small:
         logg.warning(
             f"{len(small)} of {len(outputs.fine_names)} subtypes hold fewer than {min_cells} cells "
-            f"({', '.join(small[:8])}{', …' if len(small) > 8 else ''}): the data gave FALCON no cells for them. "
-            "A smaller n_fine, or n_fine='auto', fits these data better."
+            f"({', '.join(small[:8])}{', …' if len(small) > 8 else ''}): training merged them into their neighbours. "
+            "If you expect them, give their coarse classes their own counts (n_fine as a dict) and compare with "
+            "k-means inside the class; otherwise a smaller n_fine gives the same partition without empty subtypes."
         )
 
 
