@@ -266,32 +266,58 @@ def test_pbmc3k_end_to_end():
     assert acc >= 0.965 and ari >= 0.915  # (its time is measured by bench/speed.py, not asserted here)
 
 
+def test_bundled_pbmc3k_is_the_labeled_reference_reduced_to_2000_genes():
+    adata = fs.datasets.pbmc3k_hierarchy()
+    assert adata.shape == (2638, 2000) and sparse.issparse(adata.X) and sparse.issparse(adata.layers["counts"])
+    counts = adata.layers["counts"]
+    assert np.array_equal(counts.data, np.round(counts.data)) and counts.data.min() > 0
+    # X is normalised by each cell's total over all 13,714 genes, which the 2,000 kept genes never exceed
+    totals = adata.obs["n_counts"].to_numpy()
+    assert (np.asarray(counts.sum(1)).ravel() <= totals).all()
+    expected = np.log1p(counts.toarray() / totals[:, None] * 1e4)
+    np.testing.assert_allclose(adata.X.toarray(), expected, rtol=1e-6)
+    pairs = adata.obs.groupby("cell_type_fine", observed=True)["cell_type_coarse"].nunique()
+    assert pairs.size == 9 and (pairs == 1).all() and adata.obs["cell_type_coarse"].nunique() == 6
+    assert "MIT" in adata.uns["source"] and "clustifyr" in adata.uns["source"]
+
+
 def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys, monkeypatch):
     from falcon_sc import demo
 
-    # What is checked is what the demo prints and writes, so it trains with FAST (its default-preset scores
-    # are bench/accuracy.py's pbmc68k rows).
+    # What is checked is what the demo prints and writes, so it trains with FAST (its default-preset run is
+    # bench/results/demo_cpu.md).
     discover = fs.tl.discover_subtypes
     monkeypatch.setattr(fs.tl, "discover_subtypes", lambda *args, **kwargs: discover(*args, **kwargs, **FAST))
     demo.main(["--out", str(tmp_path)])
     out = capsys.readouterr().out
-    written = ad.read_h5ad(tmp_path / "pbmc68k_falcon.h5ad")
-    # the printed scores are those of the labels it wrote, and the baseline those of the coarse labels
-    fine, found, coarse = written.obs["fine"], written.obs["falcon"], written.obs["coarse"]
-    printed = re.search(r"ACC ([\d.]+)\s+ARI ([\d.]+).*coarse labels alone: ACC ([\d.]+), ARI ([\d.]+)", out)
-    expected = [metrics.cluster_accuracy(fine, found), metrics.adjusted_rand_index(fine, found)]
-    expected += [metrics.cluster_accuracy(fine, coarse), metrics.adjusted_rand_index(fine, coarse)]
-    assert list(printed.groups()) == [f"{100 * v:.1f}" for v in expected]
-    assert written.obs["falcon"].cat.categories.size == 10
-    # each subtype with siblings is printed with its top markers against them, those the written object holds
+    written = ad.read_h5ad(tmp_path / "pbmc3k_falcon.h5ad")
+    assert written.uns["falcon"]["params"]["coarse_key"] == "cell_type_coarse"
+    fine, found, coarse = written.obs["cell_type_fine"], written.obs["falcon"], written.obs["cell_type_coarse"]
+    # the printed scores are those of the labels it wrote, of the coarse labels, and of k-means per class
+    scores = dict(
+        re.findall(r"^  (FALCON|coarse labels alone|k-means inside each coarse class)\s+([\d.]+ +[\d.]+)$", out, re.M)
+    )
+    for what, labels in {"FALCON": found, "coarse labels alone": coarse}.items():
+        expected = [metrics.cluster_accuracy(fine, labels), metrics.adjusted_rand_index(fine, labels)]
+        assert scores[what].split() == [f"{100 * v:.1f}" for v in expected]
+    acc_kmeans = float(scores["k-means inside each coarse class"].split()[0])
+    assert 65.3 < acc_kmeans < 100  # above the coarse labels alone (65.3) on these data
+    assert written.obs["falcon"].cat.categories.size == 9
+    # each subtype with siblings is printed with its support and its top markers against them
     table = written.uns["falcon_markers"]["table"]
-    listed = {line.split()[0]: line for line in out.splitlines() if " cells " in line}
+    support = written.uns["falcon"]["support"]["supported"]
+    part1 = out.split("pbmc68k_reduced")[0]
+    listed = {line.split()[0]: line for line in part1.splitlines() if " cells " in line}
     for group, names in table.groupby("group", observed=True)["names"]:
         assert names.size == demo._N_MARKERS and listed[group].endswith(", ".join(names))
-    # the subtypes listed as looking like another coarse class are exactly those where at least a quarter of
-    # the cells' neighbours point to one other class; each line gives the most pointed-to class and its count
-    suspects = fs.tl.suspect_labels(written)
-    groups = written.obs.groupby("falcon", observed=True).groups
+        assert ("unsupported" in listed[group]) == (not support[group])
+    assert (tmp_path / "relationship.png").stat().st_size > 0
+    # part 2: the subtypes listed as looking like another coarse class are exactly those where at least a
+    # quarter of the cells' neighbours point to one other class; each line gives that class and its count
+    pbmc68k = fs.datasets.pbmc68k_hierarchy()
+    discover(pbmc68k, "coarse", n_fine=10, random_state=0, **FAST)
+    suspects = fs.tl.suspect_labels(pbmc68k)
+    groups = pbmc68k.obs.groupby("falcon", observed=True).groups
     pointing = {
         name: suspects.loc[suspects.index.isin(cells), "suggested"].value_counts() for name, cells in groups.items()
     }
@@ -300,7 +326,6 @@ def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys, monkeypatch):
     assert {name for name, *_ in printed} == expected
     for name, count, size, other in printed:
         assert int(size) == len(groups[name]) and int(count) == pointing[name][other] == pointing[name].iloc[0]
-    assert (tmp_path / "relationship.png").stat().st_size > 0
 
 
 @pytest.mark.parametrize("n_top_genes", [120, 60])  # all genes (read in blocks) / HVG selection
@@ -352,3 +377,15 @@ def test_engine_messages_follow_scanpys_verbosity(small, scanpy_log):
     sc.settings.verbosity = 3
     fs.tl.discover_subtypes(small, **options)
     assert "within-class neighbours" in scanpy_log.text and "restart 0: final objective" in scanpy_log.text
+
+
+def test_one_progress_bar_per_call_over_all_restarts(small, capsys):
+    options = {**FAST, "n_restarts": 2, "progress": True}
+    fs.tl.discover_subtypes(small.copy(), "coarse", n_fine=6, n_top_genes=200, **options)
+    err = capsys.readouterr().err
+    epochs = small.copy()
+    fs.tl.discover_subtypes(epochs, "coarse", n_fine=6, n_top_genes=200, **FAST)
+    per_run = len(epochs.uns["falcon"]["history"]["total"])
+    # one bar drawn from 0, whose total grew to both runs' epochs and which reached it
+    assert len(re.findall(r"FALCON:\s+0%.*? 0/\d+", err)) == 1
+    assert f"{2 * per_run}/{2 * per_run}" in err

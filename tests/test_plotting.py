@@ -86,6 +86,27 @@ def test_relationship_graph_never_names_a_subtype_after_a_label_it_shares_no_cel
     assert not any(matplotlib.colors.to_rgb(line.get_color()) == red for line in ax.lines)
 
 
+@pytest.mark.parametrize("size", [(8, 3), (4, 2)])  # the figure FALCON makes, and a small one passed as ax
+def test_relationship_graph_keeps_every_text_inside_the_figure(run, size):
+    """Long labels (a known type's long name, "[unsupported]") once ran past the right edge and were cut off."""
+    adata = run.copy()
+    adata.obs["known"] = adata.obs["fine"].astype(str) + " (a long name from a reference atlas, level 3)"
+    support = adata.uns["falcon"]["support"].copy()
+    support["supported"] = False
+    adata.uns["falcon"]["support"] = support
+    fig, ax = plt.subplots(figsize=size)
+    fs.pl.relationship_graph(adata, compare_to="known", ax=ax, show=False)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    texts = [t for t in [*ax.texts, ax.title] if t.get_text()]
+    assert any(t.get_text().endswith("[unsupported]") for t in texts)
+    for text in texts:
+        extent = text.get_window_extent(renderer)
+        assert fig.bbox.x0 <= extent.x0 and extent.x1 <= fig.bbox.x1, text.get_text()
+        assert fig.bbox.y0 <= extent.y0 and extent.y1 <= fig.bbox.y1, text.get_text()
+    plt.close(fig)
+
+
 def test_subtypes_one_panel_per_coarse_class(run, tmp_path):
     axes = fs.pl.subtypes(run, show=False)
     assert [ax.get_title() for ax in axes] == ["C0", "C1", "C2"]

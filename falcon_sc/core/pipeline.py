@@ -10,6 +10,7 @@ import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
+from . import distributed
 from .allocation import initial_counts, joint_start, kmeans_within_classes, reseed_empty, spectral_within_classes
 from .classifier import FineClassifier
 from .config import FalconConfig
@@ -17,6 +18,7 @@ from .initial_relationship import first_dataset_classes, fixed_relationship
 from .label_check import neighbor_coarse_mass
 from .neighbors import within_group_neighbors
 from .pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
+from .progress import EpochProgress
 from .support import separation_test
 from .threads import cpu_threads, resolve_n_jobs
 from .trainer import FalconResult, train_falcon
@@ -86,7 +88,7 @@ def run_falcon(
     config: FalconConfig,
     random_state: int = 0,
     device: str | torch.device = "cpu",
-    progress: bool = True,
+    progress: bool | EpochProgress = True,
     n_jobs: int | None = None,
 ) -> FalconResult:
     """FALCON on a dense ``(n_cells, n_features)`` matrix and integer coarse labels in ``[0, n_coarse)``.
@@ -113,6 +115,8 @@ def run_falcon(
     ``core.threads``). The caller's thread settings are restored afterwards.
     """
     feature_threads = resolve_n_jobs(n_jobs) or torch.get_num_threads()
+    # one bar over every run of this call (restarts, re-seeded runs) unless the caller shares one
+    bar = progress if isinstance(progress, EpochProgress) else EpochProgress(progress and distributed.world()[0] == 0)
     with cpu_threads(config.training_threads):
         device = torch.device(device)
         t0 = time.perf_counter()
@@ -232,7 +236,7 @@ def run_falcon(
                 config=config,
                 random_state=seed,
                 device=device,
-                progress=progress,
+                progress=bar,
             )
             objectives.append(result.objective["total"])
             labels.append(result.labels)
@@ -242,9 +246,7 @@ def run_falcon(
             if best is None or objectives[-1] < best.objective["total"]:
                 best, kept = result, restart
         if config.reseed_rounds > 0 and single and fixed is None:
-            reseeded = _reseeded(
-                best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, progress
-            )
+            reseeded = _reseeded(best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, bar)
             kept = kept if reseeded is best else None  # a re-seeded run is none of the restarts
             best = reseeded
         pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
@@ -269,6 +271,8 @@ def run_falcon(
             )
             separation = np.column_stack([statistic, p_value])
             timings["separation_test"] = time.perf_counter() - t0
+        if bar is not progress:
+            bar.close()
         return dataclasses.replace(
             best,
             classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),

@@ -15,3 +15,31 @@ def progress_bar(iterable: Iterable, *, enabled: bool, **options) -> Iterable:
     from tqdm.auto import tqdm
 
     return tqdm(iterable, **options)
+
+
+class EpochProgress:
+    """One bar over the epochs of every training run of a call (restarts, re-seeded runs, the runs of
+    ``n_fine="auto"``): each run adds its epochs to the total when it starts, so a call shows one bar, not one
+    per run. Disabled, it does nothing."""
+
+    def __init__(self, enabled: bool, desc: str = "FALCON"):
+        self._enabled, self._desc, self._bar = enabled, desc, None
+
+    def add(self, epochs: int) -> None:
+        if not self._enabled:
+            return
+        if self._bar is None:  # drawn when the first run starts, with its epochs as the total
+            from tqdm.auto import tqdm
+
+            self._bar = tqdm(total=epochs, desc=self._desc, unit="epoch")
+        else:
+            self._bar.total += epochs
+            self._bar.refresh()
+
+    def step(self) -> None:
+        if self._bar is not None:
+            self._bar.update(1)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()

@@ -30,7 +30,7 @@ from .m_step import m_step
 from .model import EMATeacher, make_mlp
 from .neighbors import NeighborGraph
 from .objective import LOSS_TERMS, BatchInputs, batch_objective, evaluate
-from .progress import progress_bar
+from .progress import EpochProgress
 from .schedule import Schedule
 from .training_state import DivergenceGuard, TrainingProgress, restore, snapshot
 from .views import InputViews, TensorViews
@@ -130,7 +130,7 @@ def train_falcon(
     config: FalconConfig,
     random_state: int = 0,
     device: str | torch.device = "cpu",
-    progress: bool = True,
+    progress: bool | EpochProgress = True,
     network: torch.nn.Module | None = None,
     on_epoch_end: Callable[[TrainingProgress], None] | None = None,
     resume: dict[str, Any] | None = None,
@@ -289,15 +289,10 @@ def train_falcon(
     t_train = time.perf_counter()
 
     lr = config.lr * guard.lr_scale * schedule.lr_factor(step, config.lr_gamma)
-    epochs = progress_bar(
-        range(first_epoch, schedule.epochs),
-        enabled=progress and rank == 0,
-        desc="FALCON",
-        unit="epoch",
-        initial=first_epoch,
-        total=schedule.epochs,
-    )
-    for epoch in epochs:
+    # a bar of its own unless the caller shares one over several runs
+    bar = progress if isinstance(progress, EpochProgress) else EpochProgress(progress and rank == 0)
+    bar.add(schedule.epochs - first_epoch)
+    for epoch in range(first_epoch, schedule.epochs):
         sums.zero_()
         n_finite.zero_()
         changes_this_epoch = 0
@@ -352,6 +347,9 @@ def train_falcon(
             on_epoch_end(
                 TrainingProgress(epoch + 1, schedule.epochs, relationship, dict(history), teacher.module, state_dict)
             )
+        bar.step()
+    if bar is not progress:
+        bar.close()
 
     timings["training"] = time.perf_counter() - t_train - solve_time
     timings["relationship_solves"] = solve_time

@@ -156,12 +156,17 @@ def _draw(ax, adata, key, view, cells, colors, compare_to, coarse_col, max_node_
     ax.scatter(
         np.ones(n_fine), fine_y, s=fine_counts * scale + 8, c=[colors[f] for f in fine_names], zorder=2, edgecolors="k"
     )
-    for c, name in enumerate(coarse_names):
+    coarse_texts = [
         ax.text(-0.14, coarse_y[c], f"{name} ({int(coarse_counts[c])})", ha="right", va="center", fontsize=fontsize)
-    for f, name in enumerate(fine_names):
+        for c, name in enumerate(coarse_names)
+    ]
+    fine_texts = [
         ax.text(1.1, fine_y[f], labels[name], ha="left", va="center", fontsize=fontsize)
+        for f, name in enumerate(fine_names)
+    ]
     ax.set_xlim(-1.0, 2.1)
     ax.set_ylim(-0.04, 1.04)
+    _fit_texts(ax, coarse_texts, fine_texts)
     ax.axis("off")
     title += f"FALCON relationship: {n_coarse} coarse → {n_fine} fine"
     if unsupported:
@@ -170,3 +175,43 @@ def _draw(ax, adata, key, view, cells, colors, compare_to, coarse_col, max_node_
         n_agree = edge_colors.count(_AGREE)
         title += f"\nmatched to {compare_to!r}: {n_agree} of {n_fine} edges agree with the known hierarchy"
     ax.set_title(title, fontsize=fontsize + 2)
+    _fit_title(ax)
+
+
+def _fit_texts(ax, left: list, right: list) -> None:
+    """Keep every label inside the axes (so inside the figure): long labels ("… [unsupported]") once ran past
+    the right edge. A label's size is fixed in points, so the data range it needs depends on the figure's size:
+    the labels shrink if the widest coarse and fine labels together take more than 80 % of the axes' width (the
+    rest draws the graph), then the limits widen until they fit (a few passes, since widening moves the
+    labels' anchors too)."""
+    renderer = ax.figure.canvas.get_renderer()
+    texts = left + right
+    width = ax.get_window_extent(renderer).width
+    needed = sum(max((t.get_window_extent(renderer).width for t in side), default=0.0) for side in (left, right))
+    if needed > 0.8 * width:
+        for text in texts:
+            text.set_fontsize(text.get_fontsize() * 0.8 * width / needed)
+    for _ in range(8):
+        box = ax.get_window_extent(renderer)
+        extents = [text.get_window_extent(renderer) for text in texts]
+        (x0, x1), (y0, y1) = ax.get_xlim(), ax.get_ylim()
+        # overflow in pixels beyond each side, converted to data units (with 5 % to spare)
+        overflow_left = max(0.0, box.x0 - min(e.x0 for e in extents)) * (x1 - x0) / box.width
+        overflow_right = max(0.0, max(e.x1 for e in extents) - box.x1) * (x1 - x0) / box.width
+        overflow_bottom = max(0.0, box.y0 - min(e.y0 for e in extents)) * (y1 - y0) / box.height
+        overflow_top = max(0.0, max(e.y1 for e in extents) - box.y1) * (y1 - y0) / box.height
+        if overflow_left == overflow_right == overflow_bottom == overflow_top == 0.0:
+            return
+        ax.set_xlim(x0 - 1.05 * overflow_left, x1 + 1.05 * overflow_right)
+        ax.set_ylim(y0 - 1.05 * overflow_bottom, y1 + 1.05 * overflow_top)
+
+
+def _fit_title(ax) -> None:
+    """Shrink the title until it lies inside the figure (a small axes leaves little room above it)."""
+    renderer = ax.figure.canvas.get_renderer()
+    figure = ax.figure.bbox
+    for _ in range(20):
+        extent = ax.title.get_window_extent(renderer)
+        if figure.x0 <= extent.x0 and extent.x1 <= figure.x1 and extent.y1 <= figure.y1:
+            return
+        ax.title.set_fontsize(ax.title.get_fontsize() * 0.9)

@@ -14,8 +14,9 @@ from .._adata.device import resolve_device
 from .._adata.labels import coarse_groups
 from .._adata.outputs import Outputs
 from .._adata.preprocess import check_target_sum, prepare_embedding, prepare_input
-from ..core import run_falcon
+from ..core import distributed, run_falcon
 from ..core.estimate import estimate_n_fine
+from ..core.progress import EpochProgress
 from ..core.threads import cpu_threads
 from ..core.trainer import storage_dtype
 from ._auto_n_fine import estimate_summary, refine_n_fine
@@ -96,6 +97,8 @@ def run_discovery(
             + (f", normalised to {prepared.target_sum:g} counts per cell" if prepared.target_sum else "")
             + (" and log1p(total counts) as a feature (targeted panel: cell size)" if reads_totals else "")
         )
+    # one progress bar for the whole call, over every training run it makes
+    bar = EpochProgress(progress and distributed.world()[0] == 0)
     run = functools.partial(
         run_falcon,
         data,
@@ -106,24 +109,29 @@ def run_discovery(
         config=config,
         random_state=random_state,
         device=torch_device,
-        progress=progress,
+        progress=bar,
         n_jobs=n_jobs,
     )
     estimate = refinement = None
-    if auto:
-        t0 = time.perf_counter()
-        with cpu_threads(n_jobs):
-            estimate = estimate_n_fine(
-                data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state
+    try:
+        if auto:
+            t0 = time.perf_counter()
+            with cpu_threads(n_jobs):
+                estimate = estimate_n_fine(
+                    data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state
+                )
+            t_estimate = time.perf_counter() - t0
+            logg.info(
+                f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s"
             )
-        t_estimate = time.perf_counter() - t0
-        logg.info(f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s")
-        # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
-        run = functools.partial(run, initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]])
-        result, refinement = refine_n_fine(run, estimate.n_fine, upper)
-        n_fine_total = result.relationship.shape[0]
-    else:
-        result = run(n_fine=n_fine_total)
+            # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
+            run = functools.partial(run, initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]])
+            result, refinement = refine_n_fine(run, estimate.n_fine, upper)
+            n_fine_total = result.relationship.shape[0]
+        else:
+            result = run(n_fine=n_fine_total)
+    finally:
+        bar.close()
     del data
     timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
     if auto:
