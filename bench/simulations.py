@@ -61,7 +61,7 @@ PANEL_CHECKS = {
         random_state=8,
     ),
     # the shape and depth of a small imaging panel of tissue (7 → 31, 33 genes, 163 molecules in the median cell):
-    # above one molecule per gene, where target_sum="auto" takes the median total
+    # above 0.7 molecules per gene, where target_sum="auto" takes the median total
     "check-panel-33": dict(
         n_cells=5000,
         n_genes=33,

@@ -19,7 +19,9 @@ from ..core.config import is_panel
 TARGET_SUM = 1e4
 # target_sum="auto": a targeted panel with at least this many molecules per gene in the median cell is scaled to
 # its median total (counts are quantitative); everything else to TARGET_SUM (a count is mostly presence or absence).
-_QUANTITATIVE_DEPTH = 1.0
+# Between the real datasets where 10,000 won (0.55 molecules per gene: pbmc3k's 100-gene panel) and where the median
+# won (0.85-0.9: pbmc3k's 40-gene panel, pbmc68k; bench/results/normalisation_cpu.md).
+_QUANTITATIVE_DEPTH = 0.7
 # Up to core.config.PANEL_MAX_GENES genes, counts are taken to come from a targeted panel: normalising to a
 # total erases the cell-size information its total counts carry, so log1p(total counts) is kept as a feature.
 _SAMPLE_VALUES = 200_000
@@ -262,8 +264,8 @@ def resolve_target_sum(target_sum: float | str, totals: np.ndarray, n_genes: int
     scale set by the depth of the data.
 
     ``"auto"``: the median total count of a targeted panel (at most ``core.config.PANEL_MAX_GENES`` genes) whose
-    median cell has at least one molecule per gene (imaging panels such as smFISH or MERFISH), else 10,000 (the
-    paper's ``normalize_total``). Below one molecule per gene (droplet data, whole transcriptome or a gene
+    median cell has at least 0.7 molecules per gene (imaging panels such as smFISH or MERFISH), else 10,000 (the
+    paper's ``normalize_total``). Below that depth (droplet data, whole transcriptome or a gene
     subset), a count is mostly presence or absence and the large scale separates the two; on a deep panel
     counts are quantitative, and the median total (scanpy's ``normalize_total`` default) keeps a zero from
     becoming an outlier several log units below a single molecule. Whole transcriptomes keep 10,000 whatever

@@ -114,7 +114,7 @@ def discover_subtypes(
     target_sum
         The total each cell's counts are scaled to before ``log1p`` (counts only). ``"auto"`` reads it from the
         depth of the data: the median total count for a panel (at most 500 genes) whose median cell holds at
-        least one molecule per gene (imaging panels such as smFISH or MERFISH, whose counts are quantitative),
+        least 0.7 molecules per gene (imaging panels such as smFISH or MERFISH, whose counts are quantitative),
         else 10,000 (the paper's; droplet data, whole transcriptome or a gene subset). The value used is stored
         in ``uns[key_added]["params"]["normalize_total"]`` and a saved model applies it to new cells.
     preset
