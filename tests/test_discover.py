@@ -316,7 +316,7 @@ def test_demo_prints_scores_and_writes_outputs(tmp_path, capsys, monkeypatch):
     # part 2: the subtypes listed as looking like another coarse class are exactly those where at least a
     # quarter of the cells' neighbours point to one other class; each line gives that class and its count
     pbmc68k = fs.datasets.pbmc68k_hierarchy()
-    discover(pbmc68k, "coarse", n_fine=10, random_state=0, **FAST)
+    discover(pbmc68k, "coarse", n_fine=10, layer="log1p", random_state=0, **FAST)
     suspects = fs.tl.suspect_labels(pbmc68k)
     groups = pbmc68k.obs.groupby("falcon", observed=True).groups
     pointing = {
@@ -390,3 +390,14 @@ def test_one_progress_bar_per_call_over_all_restarts(small, capsys):
     # one bar drawn from 0, whose total grew to both runs' epochs and which reached it
     assert len(re.findall(r"FALCON:\s+0%.*? 0/\d+", err)) == 1
     assert f"{2 * per_run}/{2 * per_run}" in err
+
+
+@pytest.mark.parametrize(("column", "factor", "warns"), [("total_counts", 3.0, True), ("n_counts", 1.05, False)])
+def test_counts_of_a_reduced_gene_set_are_flagged(small, scanpy_log, column, factor, warns):
+    """Totals recorded in obs well above the matrix's row sums mean the genes were reduced after counting."""
+    adata = small.copy()
+    adata.obs[column] = factor * np.asarray(adata.X.sum(1)).ravel()
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=6, n_top_genes=200, **FAST)
+    assert ("genes look reduced" in scanpy_log.text) == warns
+    if warns:
+        assert f"33% of obs['{column}']" in scanpy_log.text

@@ -25,6 +25,11 @@ _QUANTITATIVE_DEPTH = 0.7
 # Up to core.config.PANEL_MAX_GENES genes, counts are taken to come from a targeted panel: normalising to a
 # total erases the cell-size information its total counts carry, so log1p(total counts) is kept as a feature.
 _SAMPLE_VALUES = 200_000
+# obs columns that hold each cell's total counts (scanpy's calculate_qc_metrics, 10x and older scanpy loaders,
+# Seurat), and how far above the matrix's row sums they must be to mean that genes were removed afterwards
+# (filtering a few genes moves them by a few per cent; a variable-gene subset by a factor of several)
+_TOTAL_COLUMNS = ("total_counts", "n_counts", "nCount_RNA")
+_REDUCED_GENES_RATIO = 1.5
 _ROWS_PER_BLOCK = 8192
 
 
@@ -362,6 +367,8 @@ def _matrix_and_kind(adata: ad.AnnData, layer: str | None):
     where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
     kind, totals = _kind_and_totals(matrix, where)
     logg.info(f"    input: {where} detected as {kind}")
+    if kind == "counts":
+        _warn_if_genes_were_reduced(adata.obs, totals, where)
     n_empty = int((totals == 0).sum())
     if n_empty:
         logg.warning(
@@ -369,6 +376,29 @@ def _matrix_and_kind(adata: ad.AnnData, layer: str | None):
             "Remove them first, e.g. sc.pp.filter_cells(adata, min_counts=1)."
         )
     return matrix, kind, totals
+
+
+def _warn_if_genes_were_reduced(obs: pd.DataFrame, totals: np.ndarray, where: str) -> None:
+    """Warn when an ``obs`` column of total counts (``_TOTAL_COLUMNS``, as scanpy's QC metrics or a 10x loader write
+    it) is well above the matrix's row sums: the genes were reduced after the totals were taken, and normalising
+    by the kept genes' totals lets a few genes set every cell's scale (the bundled pbmc3k cells on their 2,000
+    variable genes: ACC 85 instead of 97, docs/notes.md, "Representation")."""
+    for column in _TOTAL_COLUMNS:
+        if column not in obs or not pd.api.types.is_numeric_dtype(obs[column]):
+            continue
+        recorded = obs[column].to_numpy(dtype=np.float64)
+        kept = totals > 0
+        if not kept.any():
+            return
+        ratio = float(np.median(recorded[kept]) / np.median(totals[kept]))
+        if ratio >= _REDUCED_GENES_RATIO:
+            logg.warning(
+                f"The row sums of {where} are {1 / ratio:.0%} of obs[{column!r}] in the median cell: the genes look "
+                "reduced after the totals were counted, and normalising by the kept genes' totals loses accuracy. "
+                "Pass all genes, or log-normalised values computed on all genes (sc.pp.normalize_total and "
+                "sc.pp.log1p before subsetting, as X or a layer)."
+            )
+        return
 
 
 def _size_factors(totals: np.ndarray, target_sum: float) -> np.ndarray:

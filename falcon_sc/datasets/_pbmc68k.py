@@ -27,7 +27,10 @@ def pbmc68k_hierarchy() -> ad.AnnData:
     How it is made: ``sc.datasets.pbmc68k_reduced()`` (700 cells; its ``raw`` holds 765 genes,
     log1p-normalised to 10,000 counts per cell) is read from scanpy's package data, no download needed.
     Counts are recovered as ``round(expm1(raw.X) * n_counts / 1e4)`` with ``obs["n_counts"]`` the cell's
-    total, and stored as CSR float32 in ``X`` and ``layers["counts"]``. ``obs["fine"]`` is ``bulk_labels``
+    total over all genes of the original data, and stored as CSR float32 in ``X`` and ``layers["counts"]``;
+    ``layers["log1p"]`` keeps the stored values, normalised on all genes before they were reduced to these 765
+    (what FALCON should read here: normalising the 765 genes' own counts lets a few genes set each cell's scale,
+    and ``discover_subtypes`` warns about it). ``obs["fine"]`` is ``bulk_labels``
     (10 types); ``obs["coarse"]`` maps the five CD4/CD8 T subsets to ``"T"`` and keeps the other five types
     as their own class (``PBMC68K_COARSE``), giving 6 coarse and 10 fine classes. The ``umap``/``pca``
     embeddings and ``bulk_labels`` colours of the original object are kept.
@@ -48,6 +51,7 @@ def pbmc68k_hierarchy() -> ad.AnnData:
     )
     adata = ad.AnnData(X=sparse.csr_matrix(counts), obs=obs, var=pd.DataFrame(index=raw.var_names))
     adata.layers["counts"] = adata.X.copy()
+    adata.layers["log1p"] = sparse.csr_matrix(log_values.astype(np.float32))
     for key in ("X_umap", "X_pca"):
         if key in reduced.obsm:
             adata.obsm[key] = reduced.obsm[key]
