@@ -15,7 +15,7 @@ from ..falcon_model import FalconModel
 
 #: Below this stability (mean best-match Jaccard with the other restarts) a subtype is not supported: subtypes
 #: that K_F forced on a class without substructure scored 0.01 to 0.38 (when not empty) with k-means warm starts,
-#: real ones 0.60 to 1 (simulated, tests/test_support.py and README). With spectral warm starts (the default on
+#: real ones 0.60 to 1 (simulated, tests/test_support.py). With spectral warm starts (the default on
 #: whole transcriptomes) they reached 0.56 to 0.64 on the same data; the separation test (MAX_P_VALUE) flags them.
 MIN_STABILITY = 0.5
 #: Above this p-value of the separation test (:func:`~falcon_sc.core.support.separation_test`) a subtype's split
