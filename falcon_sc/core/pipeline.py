@@ -112,7 +112,9 @@ def run_falcon(
 
     ``n_jobs`` threads (``None``: torch's current setting; ``-1``: every core) compute the PCA and the
     neighbour search on the CPU; k-means and training run on ``config.training_threads`` (one by default, see
-    ``core.threads``). The caller's thread settings are restored afterwards.
+    ``core.threads``). The caller's thread settings are restored afterwards. ``progress`` shows one bar over the
+    epochs of every run (``True``), none (``False``), or adds them to a caller's
+    :class:`~falcon_sc.core.progress.EpochProgress`.
     """
     feature_threads = resolve_n_jobs(n_jobs) or torch.get_num_threads()
     # one bar over every run of this call (restarts, re-seeded runs) unless the caller shares one
