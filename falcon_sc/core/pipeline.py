@@ -18,7 +18,7 @@ from .initial_relationship import first_dataset_classes, fixed_relationship
 from .label_check import neighbor_coarse_mass
 from .neighbors import within_group_neighbors
 from .pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
-from .progress import EpochProgress
+from .progress import EpochProgress, epoch_progress
 from .support import separation_test
 from .threads import cpu_threads, resolve_n_jobs
 from .trainer import FalconResult, train_falcon
@@ -118,8 +118,8 @@ def run_falcon(
     """
     feature_threads = resolve_n_jobs(n_jobs) or torch.get_num_threads()
     # one bar over every run of this call (restarts, re-seeded runs) unless the caller shares one
-    bar = progress if isinstance(progress, EpochProgress) else EpochProgress(progress and distributed.world()[0] == 0)
-    with cpu_threads(config.training_threads):
+    main_process = distributed.world()[0] == 0
+    with cpu_threads(config.training_threads), epoch_progress(progress, main_process=main_process) as bar:
         device = torch.device(device)
         t0 = time.perf_counter()
         # PCA and the neighbour search: large matrix products, which gain from the threads the caller allows
@@ -273,8 +273,6 @@ def run_falcon(
             )
             separation = np.column_stack([statistic, p_value])
             timings["separation_test"] = time.perf_counter() - t0
-        if bar is not progress:
-            bar.close()
         return dataclasses.replace(
             best,
             classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),

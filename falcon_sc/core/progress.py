@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+import contextlib
+from collections.abc import Iterable, Iterator
 
 
 def progress_bar(iterable: Iterable, *, enabled: bool, **options) -> Iterable:
@@ -43,3 +44,17 @@ class EpochProgress:
     def close(self) -> None:
         if self._bar is not None:
             self._bar.close()
+
+
+@contextlib.contextmanager
+def epoch_progress(progress: bool | EpochProgress, *, main_process: bool = True) -> Iterator[EpochProgress]:
+    """The bar a training call adds its epochs to: the caller's ``EpochProgress`` when it shares one, else a bar
+    of the call's own (shown when ``progress`` is true on the main process), closed when the block ends."""
+    if isinstance(progress, EpochProgress):
+        yield progress
+        return
+    bar = EpochProgress(progress and main_process)
+    try:
+        yield bar
+    finally:
+        bar.close()

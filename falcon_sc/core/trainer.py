@@ -30,7 +30,7 @@ from .m_step import m_step
 from .model import EMATeacher, make_mlp
 from .neighbors import NeighborGraph
 from .objective import LOSS_TERMS, BatchInputs, batch_objective, evaluate
-from .progress import EpochProgress
+from .progress import EpochProgress, epoch_progress
 from .schedule import Schedule
 from .training_state import DivergenceGuard, TrainingProgress, restore, snapshot
 from .views import InputViews, TensorViews
@@ -290,66 +290,71 @@ def train_falcon(
 
     lr = config.lr * guard.lr_scale * schedule.lr_factor(step, config.lr_gamma)
     # a bar of its own unless the caller shares one over several runs
-    bar = progress if isinstance(progress, EpochProgress) else EpochProgress(progress and rank == 0)
-    bar.add(schedule.epochs - first_epoch)
-    for epoch in range(first_epoch, schedule.epochs):
-        sums.zero_()
-        n_finite.zero_()
-        changes_this_epoch = 0
-        perm = torch.randperm(n_cells, generator=generator, device=device)
-        for b in range(schedule.steps_per_epoch):
-            lr = config.lr * guard.lr_scale * schedule.lr_factor(step, config.lr_gamma)
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-            batch_idx.copy_(perm[b * batch : (b + 1) * batch])
-            batch_pick.copy_(torch.rand(batch, config.n_sampled_neighbors, generator=generator, device=device))
-            hardness.fill_(schedule.hardness(step))
-            lambda_reg.fill_(schedule.lambda_reg(step))
-            if run_step is None:
-                train_step()
-            else:  # the learning rate is a constant of the graph, and recovery replaces momentum buffers
-                run_step(key=(lr, guard.recoveries))
+    with epoch_progress(progress, main_process=rank == 0) as bar:
+        bar.add(schedule.epochs - first_epoch)
+        for epoch in range(first_epoch, schedule.epochs):
+            sums.zero_()
+            n_finite.zero_()
+            changes_this_epoch = 0
+            perm = torch.randperm(n_cells, generator=generator, device=device)
+            for b in range(schedule.steps_per_epoch):
+                lr = config.lr * guard.lr_scale * schedule.lr_factor(step, config.lr_gamma)
+                for group in optimizer.param_groups:
+                    group["lr"] = lr
+                batch_idx.copy_(perm[b * batch : (b + 1) * batch])
+                batch_pick.copy_(torch.rand(batch, config.n_sampled_neighbors, generator=generator, device=device))
+                hardness.fill_(schedule.hardness(step))
+                lambda_reg.fill_(schedule.lambda_reg(step))
+                if run_step is None:
+                    train_step()
+                else:  # the learning rate is a constant of the graph, and recovery replaces momentum buffers
+                    run_step(key=(lr, guard.recoveries))
 
-            step += 1
-            if step % schedule.solve_every and b + 1 < schedule.steps_per_epoch:
-                continue
-            # Checkpoint: recover from a non-finite loss, else re-solve M if due and save the state.
-            if distributed.any_(nonfinite):
-                guard.recover(model, teacher, optimizer, step - 1)
-                nonfinite.zero_()
-                prob_sums.zero_()
-                group_counts.zero_()
-                continue
-            if learn_relationship and schedule.solves_at(step - 1):
-                t_solve = time.perf_counter()
-                weight = config.balance_weight if schedule.in_soft_phase(step - 1) else 0.0
-                new = m_step(
-                    prob_sums, group_counts, coarse_blocks, weight, relationship, time_limit=config.solver_time_limit
+                step += 1
+                if step % schedule.solve_every and b + 1 < schedule.steps_per_epoch:
+                    continue
+                # Checkpoint: recover from a non-finite loss, else re-solve M if due and save the state.
+                if distributed.any_(nonfinite):
+                    guard.recover(model, teacher, optimizer, step - 1)
+                    nonfinite.zero_()
+                    prob_sums.zero_()
+                    group_counts.zero_()
+                    continue
+                if learn_relationship and schedule.solves_at(step - 1):
+                    t_solve = time.perf_counter()
+                    weight = config.balance_weight if schedule.in_soft_phase(step - 1) else 0.0
+                    new = m_step(
+                        prob_sums,
+                        group_counts,
+                        coarse_blocks,
+                        weight,
+                        relationship,
+                        time_limit=config.solver_time_limit,
+                    )
+                    # A fine class that changes parent in one dataset flips two entries of M.
+                    changes_this_epoch += int((new != relationship).sum()) // 2
+                    relationship = new
+                    rel_t.copy_(torch.as_tensor(relationship, dtype=torch.float32))
+                    prob_sums.zero_()
+                    group_counts.zero_()
+                    n_solves += 1
+                    solve_time += time.perf_counter() - t_solve
+                guard.save(model, teacher, optimizer)
+
+            means = (distributed.sum_(sums) / distributed.sum_(n_finite).clamp_min(1)).tolist()
+            for name, value in zip(LOSS_TERMS, means, strict=True):
+                history[name].append(value)
+            history["relationship_changes"].append(float(changes_this_epoch))
+            history["lr"].append(lr)
+            if on_epoch_end is not None:
+                counters = dict(epoch=epoch + 1, step=step, n_solves=n_solves, solve_time=solve_time)
+                state_dict = functools.partial(snapshot, relationship=relationship, counters=counters, **state)
+                on_epoch_end(
+                    TrainingProgress(
+                        epoch + 1, schedule.epochs, relationship, dict(history), teacher.module, state_dict
+                    )
                 )
-                # A fine class that changes parent in one dataset flips two entries of M.
-                changes_this_epoch += int((new != relationship).sum()) // 2
-                relationship = new
-                rel_t.copy_(torch.as_tensor(relationship, dtype=torch.float32))
-                prob_sums.zero_()
-                group_counts.zero_()
-                n_solves += 1
-                solve_time += time.perf_counter() - t_solve
-            guard.save(model, teacher, optimizer)
-
-        means = (distributed.sum_(sums) / distributed.sum_(n_finite).clamp_min(1)).tolist()
-        for name, value in zip(LOSS_TERMS, means, strict=True):
-            history[name].append(value)
-        history["relationship_changes"].append(float(changes_this_epoch))
-        history["lr"].append(lr)
-        if on_epoch_end is not None:
-            counters = dict(epoch=epoch + 1, step=step, n_solves=n_solves, solve_time=solve_time)
-            state_dict = functools.partial(snapshot, relationship=relationship, counters=counters, **state)
-            on_epoch_end(
-                TrainingProgress(epoch + 1, schedule.epochs, relationship, dict(history), teacher.module, state_dict)
-            )
-        bar.step()
-    if bar is not progress:
-        bar.close()
+            bar.step()
 
     timings["training"] = time.perf_counter() - t_train - solve_time
     timings["relationship_solves"] = solve_time

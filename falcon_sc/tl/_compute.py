@@ -16,7 +16,7 @@ from .._adata.outputs import Outputs
 from .._adata.preprocess import check_target_sum, prepare_embedding, prepare_input
 from ..core import distributed, run_falcon
 from ..core.estimate import estimate_n_fine
-from ..core.progress import EpochProgress
+from ..core.progress import epoch_progress
 from ..core.threads import cpu_threads
 from ..core.trainer import storage_dtype
 from ._auto_n_fine import estimate_summary, refine_n_fine
@@ -97,8 +97,6 @@ def run_discovery(
             + (f", normalised to {prepared.target_sum:g} counts per cell" if prepared.target_sum else "")
             + (" and log1p(total counts) as a feature (targeted panel: cell size)" if reads_totals else "")
         )
-    # one progress bar for the whole call, over every training run it makes
-    bar = EpochProgress(progress and distributed.world()[0] == 0)
     run = functools.partial(
         run_falcon,
         data,
@@ -109,11 +107,12 @@ def run_discovery(
         config=config,
         random_state=random_state,
         device=torch_device,
-        progress=bar,
         n_jobs=n_jobs,
     )
     estimate = refinement = None
-    try:
+    # one progress bar for the whole call, over every training run it makes
+    with epoch_progress(progress, main_process=distributed.world()[0] == 0) as bar:
+        run = functools.partial(run, progress=bar)
         if auto:
             t0 = time.perf_counter()
             with cpu_threads(n_jobs):
@@ -130,8 +129,6 @@ def run_discovery(
             n_fine_total = result.relationship.shape[0]
         else:
             result = run(n_fine=n_fine_total)
-    finally:
-        bar.close()
     del data
     timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
     if auto:
