@@ -383,22 +383,18 @@ def _warn_if_genes_were_reduced(obs: pd.DataFrame, totals: np.ndarray, where: st
     it) is well above the matrix's row sums: the genes were reduced after the totals were taken, and normalising
     by the kept genes' totals lets a few genes set every cell's scale (the bundled pbmc3k cells on their 2,000
     variable genes: ACC 85 instead of 97, docs/notes.md, "Representation")."""
-    for column in _TOTAL_COLUMNS:
-        if column not in obs or not pd.api.types.is_numeric_dtype(obs[column]):
-            continue
-        recorded = obs[column].to_numpy(dtype=np.float64)
-        kept = totals > 0
-        if not kept.any():
-            return
-        ratio = float(np.median(recorded[kept]) / np.median(totals[kept]))
-        if ratio >= _REDUCED_GENES_RATIO:
-            logg.warning(
-                f"The row sums of {where} are {1 / ratio:.0%} of obs[{column!r}] in the median cell: the genes look "
-                "reduced after the totals were counted, and normalising by the kept genes' totals loses accuracy. "
-                "Pass all genes, or log-normalised values computed on all genes (sc.pp.normalize_total and "
-                "sc.pp.log1p before subsetting, as X or a layer)."
-            )
+    numeric = (c for c in _TOTAL_COLUMNS if c in obs and pd.api.types.is_numeric_dtype(obs[c]))
+    column, kept = next(numeric, None), totals > 0
+    if column is None or not kept.any():
         return
+    ratio = float(np.median(obs[column].to_numpy(dtype=np.float64)[kept]) / np.median(totals[kept]))
+    if ratio >= _REDUCED_GENES_RATIO:
+        logg.warning(
+            f"The row sums of {where} are {1 / ratio:.0%} of obs[{column!r}] in the median cell: the genes look "
+            "reduced after the totals were counted, and normalising by the kept genes' totals loses accuracy. "
+            "Pass all genes, or log-normalised values computed on all genes (sc.pp.normalize_total and "
+            "sc.pp.log1p before subsetting, as X or a layer)."
+        )
 
 
 def _size_factors(totals: np.ndarray, target_sum: float) -> np.ndarray:
