@@ -85,7 +85,10 @@ def test_neighbor_mass_matches_a_brute_force_search(monkeypatch):
     probs = rng.dirichlet(np.ones(5), size=130).astype(np.float32)
     relationship = np.eye(3, dtype=np.int8)[[0, 0, 1, 2, 2]]
     dataset = np.repeat([0, 1, 2], [70, 59, 1])
-    mass = label_check.neighbor_coarse_mass(scores, probs, relationship, dataset, n_neighbors=4, random_state=7)
+    coarse = rng.integers(3, size=130)
+    coarse[:4] = 2  # the rest of dataset 0 is re-labelled below: class 2 is rare there and gets topped up
+    coarse[4:70] = rng.integers(2, size=66)
+    mass = label_check.neighbor_coarse_mass(scores, probs, relationship, coarse, dataset, n_neighbors=4, random_state=7)
 
     unit = scores / np.linalg.norm(scores, axis=1, keepdims=True)
     coarse_probs = probs @ relationship.astype(np.float32)
@@ -93,7 +96,7 @@ def test_neighbor_mass_matches_a_brute_force_search(monkeypatch):
     expected = np.empty_like(mass)
     for d in range(3):
         cells = np.flatnonzero(dataset == d)
-        reference = np.sort(draw.choice(cells, min(cells.size, 40), replace=False))
+        reference = label_check.reference_cells(cells, coarse, 4, draw)
         if reference.size == 1:
             expected[cells] = coarse_probs[cells]
             continue
@@ -102,3 +105,18 @@ def test_neighbor_mass_matches_a_brute_force_search(monkeypatch):
             nearest = candidates[np.argsort(-(unit[candidates] @ unit[i]))[:4]]
             expected[i] = coarse_probs[nearest].mean(0)
     np.testing.assert_allclose(mass, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_reference_sample_is_uniform_and_keeps_rare_classes(monkeypatch):
+    from falcon_sc.core import label_check
+
+    monkeypatch.setattr(label_check, "_MAX_REFERENCE", 100)
+    coarse = np.repeat([0, 1, 2], [5000, 30, 3])  # all cells of one dataset, two of its classes rare
+    cells = np.arange(coarse.size)
+    reference = label_check.reference_cells(cells, coarse, 5, np.random.default_rng(0))
+    assert np.all(np.diff(reference) > 0)  # sorted, no cell twice
+    per_class = np.bincount(coarse[reference], minlength=3)
+    # a uniform draw of 100 holds about 1 cell of class 1 and none of 2: both are topped up (20 = 4 × 5 neighbours)
+    assert per_class[1] == 20 and per_class[2] == 3 and 90 <= per_class[0] <= 100
+    small = label_check.reference_cells(cells[:60], coarse, 5, np.random.default_rng(0))
+    np.testing.assert_array_equal(small, cells[:60])  # under the limit: every cell

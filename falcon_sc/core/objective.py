@@ -81,12 +81,14 @@ def batch_objective(
     """
     n_sampled = pick.shape[1]
     share = idx.numel() * distributed.world()[1] / batch_coarse.numel()
-    c = inputs.coarse[idx]
-    nbrs = inputs.nbr_idx[idx[:, None], (pick * inputs.nbr_valid[idx, None]).long()]
+    # index_select and gather rather than advanced indexing: the same values, several times faster on a CPU
+    c = inputs.coarse.index_select(0, idx)
+    valid = inputs.nbr_valid.index_select(0, idx)
+    nbrs = inputs.nbr_idx.index_select(0, idx).gather(1, (pick * valid[:, None]).long())
     teacher_logits = teacher(inputs.views.teacher(torch.cat([idx, nbrs.reshape(-1)]), inputs.generator)).float()
     t_self = teacher_logits[: idx.numel()]
     t_nbr_probs = F.softmax(teacher_logits[idx.numel() :], dim=1).view(idx.numel(), n_sampled, -1)
-    allowed = inputs.relationship[:, c].T.bool()
+    allowed = inputs.relationship.index_select(1, c).T.bool()
 
     logits = student(inputs.views.student(idx, inputs.generator)).float()
     log_probs = F.log_softmax(logits, dim=1)
@@ -105,6 +107,11 @@ def batch_objective(
     return LossTerms(l_coarse, l_nn, l_conf, l_reg, total), t_self
 
 
+def _rows(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+    """``matrix[index]`` for a 2-D ``index`` through index_select (the same values, faster on a CPU)."""
+    return matrix.index_select(0, index.reshape(-1)).view(*index.shape, matrix.shape[1])
+
+
 @torch.no_grad()
 def evaluate(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig, chunk: int = 16384):
     """Labels restricted to each cell's coarse class, their confidence, and the objective's terms on all cells
@@ -118,7 +125,8 @@ def evaluate(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig, chunk: int 
     terms = {
         "coarse": losses.coarse_loss(logits, rel_t, coarse_t),
         "neighbor": sum(
-            losses.neighbor_loss(probs[i : i + chunk], probs[nbr_idx[i : i + chunk]]) * nbr_idx[i : i + chunk].shape[0]
+            losses.neighbor_loss(probs[i : i + chunk], _rows(probs, nbr_idx[i : i + chunk]))
+            * nbr_idx[i : i + chunk].shape[0]
             for i in range(0, probs.shape[0], chunk)
         )
         / probs.shape[0],

@@ -258,7 +258,13 @@ def run_falcon(
             with cpu_threads(feature_threads):
                 dataset_of_cell = np.searchsorted(np.cumsum(coarse_blocks or [n_coarse]), coarse, side="right")
                 mass = neighbor_coarse_mass(
-                    scores, best.probs, best.relationship, dataset_of_cell, config.coarse_check_neighbors, random_state
+                    scores,
+                    best.probs,
+                    best.relationship,
+                    coarse,
+                    dataset_of_cell,
+                    config.coarse_check_neighbors,
+                    random_state,
                 )
             timings["coarse_check"] = time.perf_counter() - t0
         separation = None

@@ -264,7 +264,7 @@ def train_falcon(
         pick = batch_pick.tensor_split(world_size)[rank]
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             terms, t_self = batch_objective(
-                student, teacher, inputs, idx, pick, coarse_t[batch_idx], config, hardness, lambda_reg
+                student, teacher, inputs, idx, pick, coarse_t.index_select(0, batch_idx), config, hardness, lambda_reg
             )
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
@@ -279,8 +279,9 @@ def train_falcon(
         n_finite.add_(finite)
         sums.add_(torch.where(finite, torch.stack(terms).detach(), 0.0))
         if learn_relationship:
-            prob_sums.index_add_(0, coarse_t[idx], F.softmax(t_self.float(), dim=1))
-            group_counts.index_add_(0, coarse_t[idx], torch.ones_like(idx, dtype=group_counts.dtype))
+            batch_coarse = coarse_t.index_select(0, idx)
+            prob_sums.index_add_(0, batch_coarse, F.softmax(t_self.float(), dim=1))
+            group_counts.index_add_(0, batch_coarse, torch.ones_like(idx, dtype=group_counts.dtype))
 
     # Augmented views draw from the generator inside the step, which a CUDA graph would replay unchanged.
     use_graph = config.cuda_graphs and device.type == "cuda" and world_size == 1 and isinstance(views, TensorViews)
