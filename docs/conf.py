@@ -37,6 +37,7 @@ _PROJECTS = {  # project: (published docs, {object: (role, page of the object re
             "collections.abc.Sequence": ("class", "library/collections.abc.html#$"),
             "collections.abc.Mapping": ("class", "library/collections.abc.html#$"),
             "collections.abc.Callable": ("class", "library/collections.abc.html#$"),
+            "collections.abc.Iterator": ("class", "library/collections.abc.html#$"),
             "pathlib.Path": ("class", "library/pathlib.html#$"),
             "os.PathLike": ("class", "library/os.html#$"),
             "dataclasses.replace": ("function", "library/dataclasses.html#$"),

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import functools
+import itertools
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -13,8 +16,11 @@ import scanpy as sc
 import torch
 from scanpy import logging as logg
 from scipy import sparse
+from tqdm.auto import tqdm
 
 from ..core.config import is_panel
+from ..core.row_blocks import RowBlocks
+from .hvg import seurat_v3_ranks
 
 TARGET_SUM = 1e4
 # target_sum="auto": a targeted panel with at least this many molecules per gene in the median cell is scaled to
@@ -33,20 +39,40 @@ _REDUCED_GENES_RATIO = 1.5
 _ROWS_PER_BLOCK = 8192
 
 
-def row_blocks(matrix, rows_per_block: int = _ROWS_PER_BLOCK, columns: np.ndarray | None = None):
-    """Yield ``(start, stop, block)``: in-memory row blocks of a dense, sparse or backed (h5ad) matrix.
+def row_blocks(
+    matrix, rows_per_block: int = _ROWS_PER_BLOCK, columns: np.ndarray | None = None, *, progress: str | None = None
+):
+    """Yield ``(start, stop, block)``: in-memory row blocks of a dense, sparse, backed (h5ad) or dask matrix.
 
     ``columns`` selects genes within each block, so a backed file is read one block of rows at a time and
-    a sparse matrix is subset while still sparse.
+    a sparse matrix is subset while still sparse. ``progress`` (a description) shows a bar over the blocks of a
+    matrix that is read from disk or computed as it goes (in-memory matrices are quick to pass over).
     """
     n_rows = matrix.shape[0]
-    for start in range(0, n_rows, rows_per_block):
-        stop = min(start + rows_per_block, n_rows)
-        in_memory_csr = sparse.issparse(matrix) and matrix.format == "csr"
-        block = _csr_rows(matrix, start, stop) if in_memory_csr else matrix[start:stop]
-        if columns is not None:
-            block = block[:, columns]
-        yield start, stop, block
+    bar = tqdm(
+        total=-(-n_rows // rows_per_block),
+        desc=progress,
+        unit="block",
+        leave=False,
+        disable=progress is None or is_in_memory(matrix),
+    )
+    with bar:
+        for start in range(0, n_rows, rows_per_block):
+            stop = min(start + rows_per_block, n_rows)
+            in_memory_csr = sparse.issparse(matrix) and matrix.format == "csr"
+            block = _csr_rows(matrix, start, stop) if in_memory_csr else matrix[start:stop]
+            if hasattr(block, "compute"):  # a dask array (anndata's lazy readers): this block is read now
+                block = block.compute()
+            if columns is not None:
+                block = block[:, columns]
+            yield start, stop, block
+            bar.update()
+
+
+def is_in_memory(matrix) -> bool:
+    """Whether ``matrix`` is held in memory (a NumPy array or SciPy sparse matrix), rather than read from a
+    backed file or a dask array as it is used."""
+    return isinstance(matrix, np.ndarray) or sparse.issparse(matrix)
 
 
 def _csr_rows(matrix, start: int, stop: int) -> sparse.csr_matrix:
@@ -92,21 +118,47 @@ class PreparedInput:
             "use_rep": self.use_rep,
         }
 
+    @property
+    def in_memory(self) -> bool:
+        """Whether the source matrix is held in memory (not a backed file or a dask array)."""
+        return is_in_memory(self.source)
+
+    def blocks(
+        self, device: torch.device, dtype: torch.dtype = torch.float32, progress: str | None = None
+    ) -> Iterator[torch.Tensor]:
+        """The log-normalised matrix as dense blocks of consecutive rows on ``device``, read one at a time (with a
+        bar described by ``progress`` for a matrix read from disk)."""
+        for start, stop, block in row_blocks(self.source, columns=self.columns, progress=progress):
+            values = _dense_block(block, device)
+            if self.size_factors is not None:
+                factors = torch.as_tensor(self.size_factors[start:stop], dtype=torch.float32, device=device)
+                values = values.mul_(factors[:, None]).log1p_()  # in place: a block is a fresh copy
+            if self.log_totals is not None:
+                totals = torch.as_tensor(self.log_totals[start:stop], dtype=torch.float32, device=device)
+                values = torch.cat([values, totals[:, None]], dim=1)
+            yield values.to(dtype)
+
     def to_tensor(self, device: torch.device, dtype: torch.dtype = torch.float32) -> torch.Tensor:
         """The dense log-normalised matrix on ``device``, densified one block of rows at a time.
 
         Host memory beyond the source stays at one dense block (plus the result itself on the CPU).
         """
         out = torch.empty(self.shape, dtype=dtype, device=device)
-        for start, stop, block in row_blocks(self.source, columns=self.columns):
-            values = _dense_block(block, device)
-            if self.size_factors is not None:
-                factors = torch.as_tensor(self.size_factors[start:stop], dtype=torch.float32, device=device)
-                values = values.mul_(factors[:, None]).log1p_()  # in place: a block is a fresh copy
-            out[start:stop, : values.shape[1]] = values
-        if self.log_totals is not None:
-            out[:, -1] = torch.as_tensor(self.log_totals, dtype=dtype, device=device)
+        start = 0
+        for values in self.blocks(device, dtype):
+            out[start : start + values.shape[0]] = values
+            start += values.shape[0]
         return out
+
+    def row_source(self, device: torch.device, *, progress: bool = False) -> RowBlocks:
+        """The matrix as a :class:`~falcon_sc.core.row_blocks.RowBlocks` source: never held whole, read again
+        (from the file, for a backed matrix) on every pass, with a progress bar per pass when ``progress``."""
+        passes = itertools.count(1)
+
+        def read() -> Iterator[torch.Tensor]:
+            return self.blocks(device, progress=f"PCA, pass {next(passes)}" if progress else None)
+
+        return RowBlocks(read, self.shape, device)
 
 
 def _dense_block(block, device: torch.device) -> torch.Tensor:
@@ -141,12 +193,12 @@ def detect_input_kind(matrix, where: str) -> str:
     return _kind_and_totals(matrix, where)[0]
 
 
-def _kind_and_totals(matrix, where: str) -> tuple[str, np.ndarray]:
+def _kind_and_totals(matrix, where: str, progress: bool = False) -> tuple[str, np.ndarray]:
     """:func:`detect_input_kind` and every cell's sum of values (float64), in one pass over the row blocks."""
     integral = True
     n_sampled = 0
     totals = np.empty(matrix.shape[0], dtype=np.float64)
-    for start, stop, block in row_blocks(matrix):
+    for start, stop, block in row_blocks(matrix, progress="checking counts" if progress else None):
         totals[start:stop] = np.asarray(block.sum(axis=1), dtype=np.float64).ravel()
         values = _stored_values(block)
         if not values.size:
@@ -170,7 +222,7 @@ def _kind_and_totals(matrix, where: str) -> tuple[str, np.ndarray]:
 
 def _in_memory(matrix):
     """``matrix`` itself, or a backed matrix read into memory block by block (kept sparse)."""
-    if isinstance(matrix, np.ndarray) or sparse.issparse(matrix):
+    if is_in_memory(matrix):
         return matrix
     blocks = [block for _, _, block in row_blocks(matrix)]
     return sparse.vstack(blocks, format="csr") if sparse.issparse(blocks[0]) else np.vstack(blocks)
@@ -184,6 +236,7 @@ def prepare_input(
     batch_key: str | None,
     total_counts_feature: bool | str = False,
     target_sum: float | str = TARGET_SUM,
+    progress: bool = False,
 ) -> PreparedInput:
     """Select highly variable genes and describe their log-normalised values.
 
@@ -193,17 +246,28 @@ def prepare_input(
     ``log1p(total counts)`` of each cell as a last feature (counts only; ``"auto"``: when the matrix has at most
     ``core.config.PANEL_MAX_GENES`` genes, a targeted panel, see :func:`resolve_total_counts_feature`). Nothing is
     densified here; see
-    :meth:`PreparedInput.to_tensor`. A backed matrix is read in row blocks; only gene selection (when
-    ``n_top_genes`` is below the number of genes) needs it in memory, as a sparse matrix.
+    :meth:`PreparedInput.to_tensor`. A backed or lazy matrix is read in row blocks, gene selection on counts
+    included (:func:`~.hvg.seurat_v3_ranks`); gene selection on log-normalised values reads it into memory, as a
+    sparse matrix.
     """
     check_unique_genes(adata)
-    matrix, kind, totals = _matrix_and_kind(adata, layer)
+    matrix, kind, totals = _matrix_and_kind(adata, layer, progress)
 
     n_genes = adata.n_vars
     if n_top_genes >= n_genes:
         # a default that cannot apply (a small dataset or a panel) is not the user's mistake: info, not a warning
         logg.info(f"    all {n_genes} genes used (n_top_genes={n_top_genes} ≥ the number of genes)")
         selected = None
+    elif kind == "counts" and not is_in_memory(matrix):
+        # a backed or lazy matrix: the same seurat_v3 ranks in two passes over row blocks, never loaded whole
+        batches = adata.obs[batch_key].astype("category").cat.codes.to_numpy() if batch_key else np.zeros(adata.n_obs)
+        reading = iter(("genes, pass 1", "genes, pass 2"))
+        blocks = functools.partial(row_blocks, matrix)
+        ranks = seurat_v3_ranks(
+            lambda: blocks(progress=next(reading) if progress else None), n_genes, batches, n_top_genes
+        )
+        order = np.argsort(np.where(np.isfinite(ranks), ranks, np.inf), kind="stable")
+        selected = np.sort(order[:n_top_genes])
     else:
         # A lightweight AnnData that shares the matrix, so HVG selection writes nothing into the user's object.
         obs = adata.obs[[batch_key]] if batch_key else pd.DataFrame(index=adata.obs_names)
@@ -358,14 +422,14 @@ def check_unique_genes(adata: ad.AnnData) -> None:
         )
 
 
-def _matrix_and_kind(adata: ad.AnnData, layer: str | None):
+def _matrix_and_kind(adata: ad.AnnData, layer: str | None, progress: bool = False):
     """The matrix FALCON reads, whether it holds counts or log-normalised values, and every cell's total
     (cells with nothing are reported)."""
     if layer is not None and layer not in adata.layers:
         raise KeyError(f"Layer {layer!r} not found; available layers: {list(adata.layers)}.")
     matrix = adata.layers[layer] if layer is not None else adata.X
     where = f"adata.layers[{layer!r}]" if layer is not None else "adata.X"
-    kind, totals = _kind_and_totals(matrix, where)
+    kind, totals = _kind_and_totals(matrix, where, progress)
     logg.info(f"    input: {where} detected as {kind}")
     if kind == "counts":
         _warn_if_genes_were_reduced(adata.obs, totals, where)

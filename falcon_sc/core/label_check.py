@@ -76,4 +76,4 @@ def neighbor_coarse_mass(
             similarity[own, column[own]] = -torch.inf
             nearest = ref[similarity.topk(k, dim=1).indices]
             mass[query] = coarse_probs[nearest].mean(1)
-    return mass.cpu().numpy().astype(np.float32)
+    return mass.cpu().numpy().astype(np.float32, copy=False)

@@ -137,8 +137,8 @@ def evaluate(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig, chunk: int 
     terms["total"] = weighted_total(config, **terms, lambda_reg=config.restart_lambda_reg)
     objective = {name: float(value) for name, value in terms.items()}
     return (
-        probs.cpu().numpy().astype(np.float32),
+        probs.cpu().numpy().astype(np.float32, copy=False),
         labels.cpu().numpy().astype(np.int64),
-        confidence.cpu().numpy().astype(np.float32),
+        confidence.cpu().numpy().astype(np.float32, copy=False),
         objective,
     )

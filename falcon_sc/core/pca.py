@@ -11,6 +11,8 @@ import scipy.linalg
 import scipy.sparse.linalg
 import torch
 
+from .row_blocks import RowBlocks
+
 
 @dataclass(frozen=True)
 class PCAProjection:
@@ -38,8 +40,8 @@ class PCAProjection:
         """Scores divided by their standard deviation (the classifier's input)."""
         return scores / self.scale.clamp_min(1e-6)
 
-    def transform(self, x: torch.Tensor, *, chunk_size: int = 8192) -> torch.Tensor:
-        """Float32 scores of ``x`` (any float dtype), one row chunk at a time."""
+    def transform(self, x: torch.Tensor | RowBlocks, *, chunk_size: int = 8192) -> torch.Tensor:
+        """Float32 scores of ``x`` (any float dtype, or a row-block source), one row chunk at a time."""
         return torch.cat([(self.standardize(b.float()) - self.mean) @ self.components for b in _chunks(x, chunk_size)])
 
 
@@ -51,7 +53,10 @@ def zscore(x: torch.Tensor, feature_mean, feature_scale, max_value: float | None
     return z if max_value is None else z.clamp_(-max_value, max_value)
 
 
-def _chunks(x: torch.Tensor, chunk_size: int) -> Iterator[torch.Tensor]:
+def _chunks(x: torch.Tensor | RowBlocks, chunk_size: int) -> Iterator[torch.Tensor]:
+    """Row chunks of a tensor, or the blocks of a :class:`~.row_blocks.RowBlocks` source as it yields them."""
+    if isinstance(x, RowBlocks):
+        return iter(x)
     return (x[start : start + chunk_size] for start in range(0, x.shape[0], chunk_size))
 
 
@@ -74,7 +79,7 @@ def feature_moments(x: torch.Tensor, chunk_size: int = 8192) -> tuple[torch.Tens
 
 @torch.no_grad()
 def fit_pca(
-    x: torch.Tensor,
+    x: torch.Tensor | RowBlocks,
     n_components: int,
     *,
     standardize: bool = False,
@@ -87,7 +92,9 @@ def fit_pca(
     clipped at ``±max_value``, so that PCA follows correlated programmes of genes rather than the few
     most highly expressed ones. Moments and the d × d covariance are accumulated in float64 over row
     chunks (each chunk's products in float32, twice as fast as float64 on a CPU; any float input dtype), so
-    memory stays O(d² + chunk_size·d) beyond the input.
+    memory stays O(d² + chunk_size·d) beyond the input. ``x`` may be a :class:`~.row_blocks.RowBlocks` source
+    (a matrix never held whole), read once per pass: four passes, or all blocks at once when it has fewer rows
+    than columns. Blocks of ``chunk_size`` rows give the same result as the tensor of their rows.
     """
     n, d = x.shape
     q = max(1, min(n_components, d, n))

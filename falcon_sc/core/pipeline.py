@@ -19,6 +19,7 @@ from .label_check import neighbor_coarse_mass
 from .neighbors import within_group_neighbors
 from .pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
 from .progress import EpochProgress, epoch_progress
+from .row_blocks import RowBlocks
 from .support import separation_test
 from .threads import cpu_threads, resolve_n_jobs
 from .trainer import FalconResult, train_falcon
@@ -76,8 +77,19 @@ def _reseeded(best, x, coarse, graph, scores, timings, config: FalconConfig, n_c
     return best
 
 
+def _check_streamable(config: FalconConfig, *, n_features: int, n_cells: int) -> None:
+    """A row-block source is only ever read through its PCs: refuse settings that need the matrix itself."""
+    space = config.resolved_neighbor_space(n_features, n_cells)
+    if config.representation != "pca" or space in ("class_pca", "combined"):
+        raise ValueError(
+            f"A matrix read in row blocks is used through its principal components, but representation="
+            f"{config.representation!r} and neighbor_space={space!r} need it whole. Use representation='pca' "
+            "with neighbor_space='representation', or pass the matrix in memory."
+        )
+
+
 def run_falcon(
-    data: np.ndarray | torch.Tensor,
+    data: np.ndarray | torch.Tensor | RowBlocks,
     coarse: np.ndarray,
     *,
     n_coarse: int,
@@ -94,7 +106,10 @@ def run_falcon(
     """FALCON on a dense ``(n_cells, n_features)`` matrix and integer coarse labels in ``[0, n_coarse)``.
 
     ``data`` may already be a tensor on ``device`` (any float dtype); it is not copied then, and with
-    ``representation="pca"`` only its principal-component scores are kept once they are computed.
+    ``representation="pca"`` only its principal-component scores are kept once they are computed. It may also be
+    a :class:`~falcon_sc.core.row_blocks.RowBlocks` source, a matrix never held whole (``representation="pca"`` and
+    neighbours on those PCs): PCs are fitted and every cell projected in passes over its blocks, and the rest of
+    the run holds only per-cell arrays (scores, neighbours, probabilities).
 
     With ``config.representation == "pca"`` the matrix is first projected on its top principal components
     (``n_components``; of z-scored features when ``config.standardize``), which the classifier then sees
@@ -124,9 +139,14 @@ def run_falcon(
         t0 = time.perf_counter()
         # PCA and the neighbour search: large matrix products, which gain from the threads the caller allows
         with cpu_threads(feature_threads):
-            x = torch.as_tensor(data).to(device)
-            if not x.is_floating_point():
-                x = x.float()
+            streamed = isinstance(data, RowBlocks)
+            if streamed:
+                _check_streamable(config, n_features=data.shape[1], n_cells=len(coarse))
+                x = data
+            else:
+                x = torch.as_tensor(data).to(device)
+                if not x.is_floating_point():
+                    x = x.float()
             # CUDA searches every class exactly; on the CPU very large classes are searched approximately.
             exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
             knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)

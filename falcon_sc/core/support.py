@@ -59,7 +59,7 @@ def separation_test(
     the best 2-means split of each; the p-value is ``(1 + #null ≥ statistic) / (n_null + 1)``, so 0.05 with 19
     draws means no null split did as well. Subtypes without a non-empty sibling get NaN."""
     rng = np.random.default_rng(random_state)
-    scores = np.asarray(scores, dtype=np.float64)
+    scores = np.asarray(scores)  # float32 stays so (n × dims); sums and each pair's sample are in float64
     n_fine = parents.size
     sizes = np.bincount(labels, minlength=n_fine)
     centroids = np.zeros((n_fine, scores.shape[1]))
@@ -72,7 +72,8 @@ def separation_test(
             continue
         g = siblings[np.argmin(((centroids[siblings] - centroids[f]) ** 2).sum(1))]
         cells = _pair_sample(labels, (f, g), max_cells, rng)
-        x = scores[cells] - scores[cells].mean(0)
+        x = scores[cells].astype(np.float64)
+        x -= x.mean(0)
         total = (x**2).sum()
         if cells.size < 4 or total <= 0:
             continue

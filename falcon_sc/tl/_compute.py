@@ -25,6 +25,17 @@ from ._result import merge_unsupported as merge_unsupported_subtypes
 from ._result import outputs_of, report_small_subtypes, sample_support
 
 
+def streams(prepared, config) -> bool:
+    """Whether the input is read in row blocks rather than densified: a backed or lazy matrix whose run uses
+    only its PCs (above ``class_pcs_max_cells`` cells, where the class PCs are not computed)."""
+    return (
+        prepared.input_kind != "embedding"
+        and not prepared.in_memory
+        and config.representation == "pca"
+        and config.neighbor_space == "representation"
+    )
+
+
 def run_discovery(
     adata,
     coarse_key,
@@ -76,6 +87,7 @@ def run_discovery(
                 batch_key=hvg_batch,
                 total_counts_feature=total_counts_feature,
                 target_sum=target_sum,
+                progress=progress,
             )
     # "auto" is decided on the genes, not the features (a panel's total-counts feature is one more column);
     # an embedding is never a panel
@@ -85,8 +97,21 @@ def run_discovery(
         neighbor_metric=config.resolved_neighbor_metric(n_genes),
         warm_start_clustering=config.resolved_warm_start_clustering(n_genes, adata.n_obs),
     )
-    # Densified block by block straight onto the device (held here until run_falcon returns).
-    data = prepared.to_tensor(torch_device, storage_dtype(config))
+    if streams(prepared, config):
+        # A backed or lazy matrix too large for the class PCs: never densified whole, read in row blocks on each of
+        # the PCA's passes (docs: "Atlases larger than memory").
+        if auto:
+            raise ValueError(
+                f"n_fine='auto' reads every cell's genes at once, but this matrix is read from disk in blocks "
+                f"({adata.n_obs} cells, more than class_pcs_max_cells={config.class_pcs_max_cells}). Give n_fine "
+                "as a number or a per-class dict, or estimate it on a subsample held in memory "
+                "(adata[idx].to_memory())."
+            )
+        logg.info(f"    reading the {prepared.shape[0]} cells in blocks of rows (backed or lazy input)")
+        data = prepared.row_source(torch_device, progress=progress)
+    else:
+        # Densified block by block straight onto the device (held here until run_falcon returns).
+        data = prepared.to_tensor(torch_device, storage_dtype(config))
     t_pre = time.perf_counter() - t0
     reads_totals = prepared.log_totals is not None
     if use_rep is not None:
