@@ -12,7 +12,8 @@ import torch
 class RowBlocks:
     """An ``(n_rows, n_columns)`` float matrix read block by block: each iteration calls ``read``, which yields its
     rows in order as float tensors on ``device`` (e.g. a backed file, normalised as it is read). The engine
-    streams PCA fitting and projection over such a source (``falcon_sc.core.pca``), so memory holds one block at a time."""
+    streams PCA fitting and projection over such a source (``falcon_sc.core.pca``), so memory holds one block at
+    a time."""
 
     read: Callable[[], Iterator[torch.Tensor]]
     shape: tuple[int, int]
