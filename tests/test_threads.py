@@ -1,10 +1,11 @@
-"""Training runs on one CPU thread, PCA and neighbours on n_jobs, and the caller's settings come back."""
+"""Training runs on one CPU thread, PCA and neighbours on n_jobs (one thread for small data unless given), and the
+caller's settings come back."""
 
 import pytest
 import torch
 
 import falcon_sc as fs
-from falcon_sc.core import pipeline
+from falcon_sc.core import pipeline, threads
 from falcon_sc.core.threads import cpu_threads, resolve_n_jobs
 
 
@@ -28,6 +29,9 @@ def test_stages_use_their_thread_counts_and_the_callers_setting_is_restored(smal
     options = dict(n_top_genes=100, min_total_steps=20, n_restarts=1, progress=False)
     try:
         torch.set_num_threads(2)
+        fs.tl.discover_subtypes(adata, "coarse", n_fine=5, **options)  # 300 cells: too few for threads to pay
+        assert seen == {"training": {1}, "neighbors": 1} and torch.get_num_threads() == 2
+        monkeypatch.setattr(threads, "PARALLEL_MIN_CELLS", 300)  # as many cells as the data: torch's setting
         fs.tl.discover_subtypes(adata, "coarse", n_fine=5, **options)
         assert seen == {"training": {1}, "neighbors": 2} and torch.get_num_threads() == 2
         torch.set_num_threads(1)

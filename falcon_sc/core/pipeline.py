@@ -21,7 +21,7 @@ from .pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pc
 from .progress import EpochProgress, epoch_progress
 from .row_blocks import RowBlocks
 from .support import separation_test
-from .threads import cpu_threads, resolve_n_jobs
+from .threads import cpu_threads, feature_threads
 from .trainer import FalconResult, train_falcon
 
 logger = logging.getLogger(__name__)
@@ -125,20 +125,20 @@ def run_falcon(
     Above ``config.restart_max_cells`` cells a single run is made. ``restart_agreement`` of the result is the
     mean adjusted Rand index between the fine labels of every two restarts.
 
-    ``n_jobs`` threads (``None``: torch's current setting; ``-1``: every core) compute the PCA and the
-    neighbour search on the CPU; k-means and training run on ``config.training_threads`` (one by default, see
-    ``core.threads``). The caller's thread settings are restored afterwards. ``progress`` shows one bar over the
-    epochs of every run (``True``), none (``False``), or adds them to a caller's
-    :class:`~falcon_sc.core.progress.EpochProgress`.
+    ``n_jobs`` threads (``None``: one below ``core.threads.PARALLEL_MIN_CELLS`` cells, torch's current setting
+    above; ``-1``: every core) compute the PCA and the neighbour search on the CPU; k-means and training run on
+    ``config.training_threads`` (one by default, see ``core.threads``). The caller's thread settings are restored
+    afterwards. ``progress`` shows one bar over the epochs of every run (``True``), none (``False``), or adds them
+    to a caller's :class:`~falcon_sc.core.progress.EpochProgress`.
     """
-    feature_threads = resolve_n_jobs(n_jobs) or torch.get_num_threads()
+    threads = feature_threads(n_jobs, len(coarse))
     # one bar over every run of this call (restarts, re-seeded runs) unless the caller shares one
     main_process = distributed.world()[0] == 0
     with cpu_threads(config.training_threads), epoch_progress(progress, main_process=main_process) as bar:
         device = torch.device(device)
         t0 = time.perf_counter()
         # PCA and the neighbour search: large matrix products, which gain from the threads the caller allows
-        with cpu_threads(feature_threads):
+        with cpu_threads(threads):
             streamed = isinstance(data, RowBlocks)
             if streamed:
                 _check_streamable(config, n_features=data.shape[1], n_cells=len(coarse))
@@ -275,7 +275,7 @@ def run_falcon(
         mass = None
         if config.coarse_check_neighbors > 0:
             t0 = time.perf_counter()
-            with cpu_threads(feature_threads):
+            with cpu_threads(threads):
                 dataset_of_cell = np.searchsorted(np.cumsum(coarse_blocks or [n_coarse]), coarse, side="right")
                 mass = neighbor_coarse_mass(
                     scores,

@@ -17,7 +17,7 @@ from .._adata.preprocess import check_target_sum, prepare_embedding, prepare_inp
 from ..core import distributed, run_falcon
 from ..core.estimate import estimate_n_fine
 from ..core.progress import epoch_progress
-from ..core.threads import cpu_threads
+from ..core.threads import cpu_threads, feature_threads
 from ..core.trainer import storage_dtype
 from ._auto_n_fine import estimate_summary, refine_n_fine
 from ._checks import check_obs_options, check_use_rep, fine_request
@@ -140,7 +140,7 @@ def run_discovery(
         run = functools.partial(run, progress=bar)
         if auto:
             t0 = time.perf_counter()
-            with cpu_threads(n_jobs):
+            with cpu_threads(feature_threads(n_jobs, adata.n_obs)):
                 estimate = estimate_n_fine(
                     data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state
                 )

@@ -127,8 +127,9 @@ def discover_subtypes(
         with an initialised process group, training is data-parallel over the ranks and ``"auto"`` picks
         ``cuda:LOCAL_RANK``.
     n_jobs
-        CPU threads for the PCA, the neighbour search and the estimate of ``n_fine="auto"`` (``None``: torch's
-        current setting, one per physical core by default; ``-1``: every core). k-means and the training steps
+        CPU threads for the PCA, the neighbour search and the estimate of ``n_fine="auto"`` (``None``: one for
+        fewer than 20,000 cells, where more do not pay and slow down when other processes share the cores, else
+        torch's current setting, one per physical core by default; ``-1``: every core). k-means and the training steps
         run on ``training_threads`` (an option, default 1): with more, training is faster alone but slows down
         more than tenfold when other processes (another kernel, a CI job) compete for the cores. The caller's
         thread settings are restored afterwards.
