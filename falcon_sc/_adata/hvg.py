@@ -29,6 +29,19 @@ def _sums(block, rows: np.ndarray, n_genes: int, clip: np.ndarray | None = None)
     return values.sum(0), (values**2).sum(0)
 
 
+def _batch_sums(blocks, batches: np.ndarray, codes: np.ndarray, n_genes: int, clip: np.ndarray | None = None):
+    """``(sums, squares)``, each ``(len(codes), n_genes)``: :func:`_sums` of every batch's cells over one pass of
+    ``(start, stop, block)`` row blocks, with batch ``i``'s values clipped at ``clip[i]`` if given."""
+    sums, squares = np.zeros((codes.size, n_genes)), np.zeros((codes.size, n_genes))
+    for start, stop, block in blocks:
+        in_block = batches[start:stop]
+        for i, b in enumerate(codes):
+            s, q = _sums(block, np.flatnonzero(in_block == b), n_genes, None if clip is None else clip[i])
+            sums[i] += s
+            squares[i] += q
+    return sums, squares
+
+
 def seurat_v3_ranks(blocks, n_genes: int, batches: np.ndarray, n_top_genes: int, span: float = 0.3) -> np.ndarray:
     """Each gene's ``highly_variable_rank`` as scanpy's seurat_v3 flavour gives it (NaN outside every batch's top
     ``n_top_genes``). ``blocks`` is a callable returning a fresh iterator of ``(start, stop, block)`` row blocks
@@ -37,14 +50,7 @@ def seurat_v3_ranks(blocks, n_genes: int, batches: np.ndarray, n_top_genes: int,
 
     codes = np.unique(batches)
     n_cells = np.array([(batches == b).sum() for b in codes], dtype=np.float64)
-    total = np.zeros((codes.size, n_genes))
-    squares = np.zeros((codes.size, n_genes))
-    for start, stop, block in blocks():
-        in_block = batches[start:stop]
-        for i, b in enumerate(codes):
-            s, q = _sums(block, np.flatnonzero(in_block == b), n_genes)
-            total[i] += s
-            squares[i] += q
+    total, squares = _batch_sums(blocks(), batches, codes, n_genes)
     mean = total / n_cells[:, None]
     var = (squares / n_cells[:, None] - mean**2) * (n_cells / np.maximum(n_cells - 1, 1))[:, None]
     reg_std = np.zeros_like(mean)
@@ -56,14 +62,7 @@ def seurat_v3_ranks(blocks, n_genes: int, batches: np.ndarray, n_top_genes: int,
         fitted[varies] = model.outputs.fitted_values
         reg_std[i] = np.sqrt(10**fitted)
     clip = reg_std * np.sqrt(n_cells)[:, None] + mean
-    clipped = np.zeros_like(total)
-    clipped_squares = np.zeros_like(total)
-    for start, stop, block in blocks():
-        in_block = batches[start:stop]
-        for i, b in enumerate(codes):
-            s, q = _sums(block, np.flatnonzero(in_block == b), n_genes, clip[i])
-            clipped[i] += s
-            clipped_squares[i] += q
+    clipped, clipped_squares = _batch_sums(blocks(), batches, codes, n_genes, clip)
     n = n_cells[:, None]
     normalised = (n * mean**2 + clipped_squares - 2 * clipped * mean) / ((n - 1) * reg_std**2)
     ranks = np.argsort(np.argsort(-normalised, axis=1), axis=1).astype(np.float32)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 import itertools
 import warnings
 from collections.abc import Iterator
@@ -261,10 +260,12 @@ def prepare_input(
     elif kind == "counts" and not is_in_memory(matrix):
         # a backed or lazy matrix: the same seurat_v3 ranks in two passes over row blocks, never loaded whole
         batches = adata.obs[batch_key].astype("category").cat.codes.to_numpy() if batch_key else np.zeros(adata.n_obs)
-        reading = iter(("genes, pass 1", "genes, pass 2"))
-        blocks = functools.partial(row_blocks, matrix)
+        passes = itertools.count(1)
         ranks = seurat_v3_ranks(
-            lambda: blocks(progress=next(reading) if progress else None), n_genes, batches, n_top_genes
+            lambda: row_blocks(matrix, progress=f"genes, pass {next(passes)}" if progress else None),
+            n_genes,
+            batches,
+            n_top_genes,
         )
         order = np.argsort(np.where(np.isfinite(ranks), ranks, np.inf), kind="stable")
         selected = np.sort(order[:n_top_genes])

@@ -199,6 +199,12 @@ class FalconConfig:
             return self.warm_start_clustering
         return "spectral" if is_whole_transcriptome(n_features) and self._class_pcs_affordable(n_cells) else "kmeans"
 
+    def reads_genes_through_pcs(self, n_features: int, n_cells: int) -> bool:
+        """Whether a run on ``n_cells`` cells of ``n_features`` genes uses the gene matrix only through its global
+        PCs (``representation="pca"``, neighbours not on class PCs): then it can be read in row blocks."""
+        space = self.resolved_neighbor_space(n_features, n_cells)
+        return self.representation == "pca" and space not in ("class_pca", "combined")
+
     def _class_pcs_affordable(self, n_cells: int) -> bool:
         """Whether "auto" takes the class PCs (and, on whole transcriptomes, spectral starts) for ``n_cells``."""
         return self.class_pcs_max_cells is None or n_cells <= self.class_pcs_max_cells

@@ -19,7 +19,7 @@ import torch
 _MAX_REFERENCE = 5_000
 # every coarse class is topped up to at least this many reference cells per neighbour sought (or all its cells)
 _PER_CLASS_PER_NEIGHBOR = 4
-_CHUNK = 1024  # query cells per block: a 1,024 × 20,000 similarity block is 82 MB
+_CHUNK = 1024  # query cells per block: a 1,024 × 5,000 similarity block is 20 MB (more with rare classes' top-ups)
 
 
 def reference_cells(cells: np.ndarray, coarse: np.ndarray, n_neighbors: int, rng: np.random.Generator) -> np.ndarray:

@@ -79,8 +79,8 @@ def _reseeded(best, x, coarse, graph, scores, timings, config: FalconConfig, n_c
 
 def _check_streamable(config: FalconConfig, *, n_features: int, n_cells: int) -> None:
     """A row-block source is only ever read through its PCs: refuse settings that need the matrix itself."""
-    space = config.resolved_neighbor_space(n_features, n_cells)
-    if config.representation != "pca" or space in ("class_pca", "combined"):
+    if not config.reads_genes_through_pcs(n_features, n_cells):
+        space = config.resolved_neighbor_space(n_features, n_cells)
         raise ValueError(
             f"A matrix read in row blocks is used through its principal components, but representation="
             f"{config.representation!r} and neighbor_space={space!r} need it whole. Use representation='pca' "

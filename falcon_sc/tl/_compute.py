@@ -25,15 +25,11 @@ from ._result import merge_unsupported as merge_unsupported_subtypes
 from ._result import outputs_of, report_small_subtypes, sample_support
 
 
-def streams(prepared, config) -> bool:
-    """Whether the input is read in row blocks rather than densified: a backed or lazy matrix whose run uses
-    only its PCs (above ``class_pcs_max_cells`` cells, where the class PCs are not computed)."""
-    return (
-        prepared.input_kind != "embedding"
-        and not prepared.in_memory
-        and config.representation == "pca"
-        and config.neighbor_space == "representation"
-    )
+def streams(prepared, config, n_cells: int) -> bool:
+    """Whether the input is read in row blocks rather than densified: a backed or lazy gene matrix that the run
+    uses only through its global PCs (above ``class_pcs_max_cells`` cells, where the class PCs are not computed)."""
+    genes = prepared.input_kind != "embedding"
+    return genes and not prepared.in_memory and config.reads_genes_through_pcs(len(prepared.genes), n_cells)
 
 
 def run_discovery(
@@ -97,7 +93,7 @@ def run_discovery(
         neighbor_metric=config.resolved_neighbor_metric(n_genes),
         warm_start_clustering=config.resolved_warm_start_clustering(n_genes, adata.n_obs),
     )
-    if streams(prepared, config):
+    if streams(prepared, config, adata.n_obs):
         # A backed or lazy matrix too large for the class PCs: never densified whole, read in row blocks on each of
         # the PCA's passes (docs: "Atlases larger than memory").
         if auto:
