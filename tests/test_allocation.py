@@ -108,49 +108,20 @@ def test_spectral_start_follows_the_graph_where_kmeans_cuts_across_it():
     np.testing.assert_array_equal(labels, spectral_within_classes(graph, coarse, relationship, random_state=0))
 
 
-def test_combined_scores_weigh_both_blocks_inside_each_class_and_put_the_offset_on_its_own_axis():
+def test_combined_scores_weigh_both_blocks_inside_each_class_and_keep_the_global_offset():
     rng = np.random.default_rng(0)
     groups = np.repeat([0, 1], [50, 80])
     scores = torch.as_tensor(rng.normal(groups[:, None] * 100.0, 3.0, (130, 6)), dtype=torch.float32)
     class_scores = torch.as_tensor(rng.normal(0, 0.01, (130, 4)), dtype=torch.float32)
     out = combined_scores(scores, class_scores, groups).numpy()
-    assert out.shape == (130, 11)
+    assert out.shape == (130, 10)
     for g in (0, 1):
-        rows, own = out[groups == g], scores[groups == g].numpy().astype(np.float64)
-        global_block, offset, class_block = rows[:, :6], rows[:, 6], rows[:, 7:]
-        np.testing.assert_allclose(global_block.mean(0), 0.0, atol=1e-4)  # centred on the group
-        for block in (global_block, class_block):
+        for block in (out[groups == g, :6], out[groups == g, 6:]):
             centred = block - block.mean(0)
             assert (centred**2).sum(1).mean() == pytest.approx(block.shape[1], rel=1e-5)  # 1 per column
-        # the global block is the group's deviations times one factor, and the offset column holds the length
-        # of the group's mean times the same factor
-        factor = np.sqrt(6 / ((own - own.mean(0)) ** 2).sum(1).mean())
-        np.testing.assert_allclose(global_block, (own - own.mean(0)) * factor, rtol=1e-3, atol=1e-4)
-        np.testing.assert_allclose(offset, np.linalg.norm(own.mean(0)) * factor, rtol=1e-4)
-    # Euclidean distances within a group are those of the group's own scaled scores: the shift changes none
-    inside = out[groups == 1]
-    direct = scores[groups == 1].numpy().astype(np.float64)
-    d_out = ((inside[:, None, :6] - inside[None, :, :6]) ** 2).sum(-1)
-    d_direct = ((direct[:, None] - direct[None]) ** 2).sum(-1)
-    np.testing.assert_allclose(d_out / d_out.sum(), d_direct / d_direct.sum(), rtol=1e-3, atol=1e-9)
-
-
-def test_cosine_on_combined_scores_sees_variation_along_a_class_mean():
-    """Two subtypes that differ only along their class's own offset: with the offset left in the global block
-    the angle barely sees them, with the offset on its own axis the cosine neighbours separate them."""
-    rng = np.random.default_rng(1)
-    direction = np.array([1.0, 0.0, 0.0, 0.0])
-    subtype = np.repeat([0, 1], 100)
-    noise = rng.normal(0.0, 0.3, (200, 4))
-    scores = 5.0 * direction + np.where(subtype[:, None] == 1, 1.5, -1.5) * direction + noise
-    groups = np.zeros(200, dtype=int)
-    class_scores = torch.zeros(200, 1)  # no class PCs' signal: only the global block decides
-    search = combined_scores(torch.as_tensor(scores, dtype=torch.float32), class_scores, groups)
-    graph = within_group_neighbors(search, groups, 10, metric="cosine")
-    left_in = torch.as_tensor(np.c_[scores, np.zeros(200)], dtype=torch.float32)  # the offset kept in the block
-    graph_left_in = within_group_neighbors(left_in, groups, 10, metric="cosine")
-    assert (subtype[graph.indices] == subtype[:, None]).mean() > 0.99  # measured 1.00
-    assert (subtype[graph_left_in.indices] == subtype[:, None]).mean() < 0.6  # measured 0.54
+        # the global block is the group's scores times one factor: its offset from the global centre is kept
+        ratio = out[groups == g, :6] / scores[groups == g].numpy()
+        np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-4)
 
 
 def test_an_empty_subtype_is_reseeded_where_a_subtype_splits_most_clearly():
@@ -407,3 +378,16 @@ def test_the_resolved_neighbour_metric_is_recorded_and_changes_the_neighbours():
     on_embedding.obsm["X_rep"] = np.log1p(adata.X.toarray()[:, :20])
     fs.tl.discover_subtypes(on_embedding, "coarse", n_fine=6, use_rep="X_rep", **FAST)
     assert on_embedding.uns["falcon"]["params"]["config"]["neighbor_metric"] == "cosine"
+
+
+def test_offset_axis_auto_is_on_for_gene_inputs_only_and_recorded_resolved(small):
+    assert DEFAULT.resolved_neighbor_offset_axis(PANEL_MAX_GENES) and DEFAULT.resolved_neighbor_offset_axis(2000)
+    assert not DEFAULT.resolved_neighbor_offset_axis(None)  # an embedding (use_rep)
+    assert not PAPER.resolved_neighbor_offset_axis(30)
+    assert DEFAULT.replace(neighbor_offset_axis=False).resolved_neighbor_offset_axis(30) is False
+    with pytest.raises(ValueError, match="neighbor_offset_axis expects True, False or 'auto'; got 'yes'"):
+        DEFAULT.replace(neighbor_offset_axis="yes")
+    small.obsm["X_emb"] = np.random.default_rng(0).standard_normal((small.n_obs, 8)).astype(np.float32)
+    for use_rep, expected in ((None, True), ("X_emb", False)):
+        run = fs.tl.discover_subtypes(small, "coarse", n_fine=5, use_rep=use_rep, copy=True, **FAST)
+        assert run.uns["falcon"]["params"]["config"]["neighbor_offset_axis"] is expected

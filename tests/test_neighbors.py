@@ -88,3 +88,32 @@ def test_large_groups_use_approximate_search_with_measured_recall():
     expected = exact_euclidean_knn(x, groups, 10)
     true_recall = np.mean([len(set(euclidean.indices[i]) & expected[i]) / 10 for i in big])
     assert true_recall > 0.9 and euclidean.recall == pytest.approx(true_recall, abs=0.05)
+
+
+def test_offset_axis_is_cosine_on_rows_centred_per_group_with_the_offset_length_appended():
+    rng = np.random.default_rng(3)
+    groups = np.repeat([0, 1], [120, 80])
+    x = (rng.standard_normal((200, 6)) + np.where(groups[:, None] == 0, 4.0, -0.5)).astype(np.float32)
+    reference = np.empty((200, 7), dtype=np.float64)
+    for g in (0, 1):
+        rows = x[groups == g].astype(np.float64)
+        reference[groups == g] = np.c_[rows - rows.mean(0), np.full(rows.shape[0], np.linalg.norm(rows.mean(0)))]
+    graph = within_group_neighbors(x, groups, 7, metric="cosine", offset_axis=True)
+    assert [set(row) for row in graph.indices] == exact_cosine_knn(reference, groups, 7)
+    # Euclidean distances do not change under the shift: the flag changes nothing there
+    euclidean = within_group_neighbors(x, groups, 7, metric="euclidean", offset_axis=True)
+    np.testing.assert_array_equal(euclidean.indices, within_group_neighbors(x, groups, 7, metric="euclidean").indices)
+
+
+def test_offset_axis_lets_the_angle_see_variation_along_a_group_mean():
+    """Two subtypes that differ only along their group's own offset from the origin: with the offset in place the
+    angle barely sees them, on its own axis the cosine neighbours separate them."""
+    rng = np.random.default_rng(1)
+    direction = np.array([1.0, 0.0, 0.0, 0.0])
+    subtype = np.repeat([0, 1], 100)
+    x = (5.0 + np.where(subtype == 1, 1.5, -1.5))[:, None] * direction + rng.normal(0.0, 0.3, (200, 4))
+    groups = np.zeros(200, dtype=int)
+    in_place = within_group_neighbors(x.astype(np.float32), groups, 10, metric="cosine")
+    own_axis = within_group_neighbors(x.astype(np.float32), groups, 10, metric="cosine", offset_axis=True)
+    assert (subtype[own_axis.indices] == subtype[:, None]).mean() > 0.99  # measured 1.00
+    assert (subtype[in_place.indices] == subtype[:, None]).mean() < 0.6  # measured 0.54

@@ -72,6 +72,12 @@ class FalconConfig:
     # "auto": Euclidean for whole-transcriptome inputs (more than PANEL_MAX_GENES genes); cosine for targeted
     # panels, where it measured better, and for embeddings (``use_rep``), where neither won.
     neighbor_metric: Literal["cosine", "euclidean", "auto"] = "cosine"
+    # Under cosine similarity, compare a class's cells on their coordinates centred on the class with the length
+    # of the class's offset from the global centre as one more coordinate, instead of the coordinates as they
+    # are (``offset_axis`` of :func:`~.neighbors.within_group_neighbors`): the offset kept in place hides the
+    # variation along the class's own mean from the angle. "auto": on for gene inputs (searched on PCs of
+    # z-scored genes), off for embeddings (``use_rep``), on which it split (DEFAULT below).
+    neighbor_offset_axis: bool | Literal["auto"] = False
     # What the classifier sees and where neighbours are searched: the selected genes themselves (paper) or
     # their top ``n_pcs`` principal components (a fixed linear first layer of the classifier). ``None`` picks
     # ``max(10, K_F + 1)``: K_F classes differ along at most K_F − 1 directions, and further components
@@ -215,6 +221,13 @@ class FalconConfig:
             return self.neighbor_metric
         return "euclidean" if is_whole_transcriptome(n_features) else "cosine"
 
+    def resolved_neighbor_offset_axis(self, n_features: int | None) -> bool:
+        """Whether cosine searches put each class's offset on an axis of its own, for an input of ``n_features``
+        genes (None: an embedding)."""
+        if self.neighbor_offset_axis != "auto":
+            return self.neighbor_offset_axis
+        return n_features is not None
+
     def replace(self, **changes: Any) -> FalconConfig:
         """A copy with ``changes`` applied; unknown names raise a :class:`TypeError` listing valid ones."""
         unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
@@ -292,6 +305,10 @@ def _checked(name: str, value: Any, kind: Any) -> Any:
         if value not in args:
             raise ValueError(f"Option {name}={value!r} is not valid; choose one of {', '.join(map(repr, args))}.")
         return value
+    if Literal["auto"] in args:  # bool | "auto"
+        if value != "auto" and not isinstance(value, bool):
+            raise ValueError(f"Option {name} expects True, False or 'auto'; got {value!r}.")
+        return value
     if type(None) in args:  # X | None
         if value is None:
             return None
@@ -363,9 +380,12 @@ PAPER = FalconConfig()
 #:   Panels (cosine): Zeisel 42.1 / 34.6 → 43.0 / 33.5, macro ACC 29.2 → 33.8, populated subtypes 39 → 43 of 47;
 #:   pbmc3k as 40-, 100- and 300-gene panels +0.0 / +0.5, −0.7 / −1.0, −0.5 / −0.1; calibrated check panels
 #:   (2 seeds) 33 genes +2.2 / +1.4, 100 genes +1.0 / +0.4, 300 genes −3.1 / −1.6. Spectral starts stay off
-#:   panels (−3 to −7 on the pbmc3k panels). Under cosine the global block is centred on the class and the
-#:   class's offset is a column of its own (2026-12-07, 3 seeds): Zeisel 43.0 / 33.5 → 44.7 / 39.6; pbmc3k's
-#:   panels −1.0 / −0.9, +0.2 / +0.2, −0.1 / −0.6; Euclidean searches unchanged.
+#:   panels (−3 to −7 on the pbmc3k panels).
+#: - under cosine similarity, each class's offset from the global centre on an axis of its own
+#:   (``neighbor_offset_axis``; 3 seeds, ACC / ARI): Zeisel 43.0 / 33.5 → 44.6 / 39.6; pbmc3k as 40-, 100- and
+#:   300-gene panels −1.0 / −0.9, +0.2 / +0.2, −0.1 / −0.6. Off for embeddings, where it split: +0.2 to +6.6 on
+#:   PCs of z-scored genes, −0.5 / −1.1 (pbmc3k), −0.5 / −0.5 (pbmc68k's stored PCs) and −4.5 / −8.3 (Zeisel) on
+#:   PCs of unscaled log data.
 DEFAULT = PAPER.replace(
     min_steps_per_epoch=8,
     min_total_steps=300,
@@ -387,6 +407,7 @@ DEFAULT = PAPER.replace(
     restart_max_cells=50_000,
     knn_exact_max_cells=100_000,
     neighbor_metric="auto",
+    neighbor_offset_axis="auto",
     neighbor_space="auto",
     warm_start_clustering="auto",
 )

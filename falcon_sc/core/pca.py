@@ -163,40 +163,25 @@ def class_pca_scores(
 
 @torch.no_grad()
 def combined_scores(scores: torch.Tensor, class_scores: torch.Tensor, groups: np.ndarray) -> torch.Tensor:
-    """``[global | offset | class]`` coordinates for searches within a group: each group's global ``scores``
-    centred on the group, one column holding the length of the group's offset from the global centre, and its
-    ``class_scores`` (:func:`class_pca_scores`, centred on the group by construction). Each block is scaled inside
-    the group so that its rows have a mean squared norm equal to its number of columns (the offset column takes
-    the global block's factor): every column weighs the same on average (with equal block norms instead, 10 class
-    PCs outweighed 84 global ones on sim-27x83: ACC 83.7 against 94.7, seed 0).
+    """``[global | class]`` coordinates for searches within a group: each group's global ``scores`` next to its
+    ``class_scores`` (:func:`class_pca_scores`, centred on the group by construction), each block scaled inside
+    the group so that its rows, centred on the group, have a mean squared norm equal to its number of columns:
+    every column weighs the same on average (with equal block norms instead, 10 class PCs outweighed 84 global
+    ones on sim-27x83: ACC 83.7 against 94.7, seed 0).
 
     The global components estimate programmes shared by all groups from every cell; the group's own components
-    see what varies only inside it. Euclidean distances within a group are those of ``[global | class]`` (a
-    shift of the group changes none). Under cosine similarity (panels) the offset matters, and on its own axis
-    it does two things. It keeps cells with little signal of their own near each other (with no offset at all,
-    pbmc3k as 100- and 300-gene panels lost 1.1 / 1.3 and 1.9 / 2.4 ACC / ARI, 3 seeds). And, unlike the offset
-    left in the global block, it hides no direction: there, variation along the group's own mean was nearly
-    invisible to the angle, and a group lying near the global centre (Zeisel's classes, whose offsets are 0.4 to
-    0.8 of their spread) was cut by it, cells on either side of the centre looking opposite. Zeisel 43.0 / 33.5
-    → 44.7 / 39.6 (3 seeds; docs/notes.md, "Neighbours").
+    see what varies only inside it. The global block keeps the group's offset from the global centre, which
+    Euclidean distances do not see; for cosine similarity the search can put it on an axis of its own
+    (``offset_axis`` of :func:`~.neighbors.within_group_neighbors`).
     """
-    global_block, class_block = scores.float().clone(), class_scores.float().clone()
-    offset = torch.zeros(global_block.shape[0], 1, device=global_block.device)
+    blocks = [scores.float().clone(), class_scores.float().clone()]
     for group in np.unique(groups):
-        members = torch.as_tensor(np.flatnonzero(groups == group), device=global_block.device)
-        rows = global_block[members]
-        centre = rows.mean(0)
-        factor = _unit_column_factor(rows - centre)
-        global_block[members] = (rows - centre) * factor
-        offset[members] = centre.norm() * factor
-        rows = class_block[members]
-        class_block[members] = rows * _unit_column_factor(rows - rows.mean(0))
-    return torch.cat([global_block, offset, class_block], dim=1)
-
-
-def _unit_column_factor(centred: torch.Tensor) -> torch.Tensor:
-    """The factor that gives ``centred``'s rows a mean squared norm equal to its number of columns."""
-    return (centred.shape[1] / centred.pow(2).sum(1).mean().clamp_min(1e-12)).sqrt()
+        members = torch.as_tensor(np.flatnonzero(groups == group), device=scores.device)
+        for block in blocks:
+            rows = block[members]
+            spread = (rows - rows.mean(0)).pow(2).sum(1).mean().clamp_min(1e-12)
+            block[members] = rows * (block.shape[1] / spread).sqrt()
+    return torch.cat(blocks, dim=1)
 
 
 def _top_axes(cov: torch.Tensor, q: int, fix_signs: bool = True) -> tuple[torch.Tensor, torch.Tensor]:

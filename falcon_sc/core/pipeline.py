@@ -192,7 +192,10 @@ def run_falcon(
             else:
                 search = scores if class_scores is None else class_scores
             metric = config.resolved_neighbor_metric(n_features)
-            graph = within_group_neighbors(search, coarse, config.n_neighbors, metric=metric, **knn)
+            offset_axis = config.resolved_neighbor_offset_axis(n_features)
+            graph = within_group_neighbors(
+                search, coarse, config.n_neighbors, metric=metric, offset_axis=offset_axis, **knn
+            )
             del search, class_scores
         t_knn = time.perf_counter() - t0
         logger.info("within-class neighbours: %.2f s", t_knn)

@@ -119,7 +119,12 @@ def find_neighbors(network: FineNetwork, views: AugmentedImages, config: FalconC
     amp = config.mixed_precision and torch.device(device).type == "cuda"
     features = eval_outputs(network.backbone, views, device, amp)
     return within_group_neighbors(
-        features, views.images.coarse, config.n_neighbors, metric=config.resolved_neighbor_metric(None), device=device
+        features,
+        views.images.coarse,
+        config.n_neighbors,
+        metric=config.resolved_neighbor_metric(None),
+        offset_axis=config.resolved_neighbor_offset_axis(None),
+        device=device,
     )
 
 

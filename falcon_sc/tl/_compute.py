@@ -91,6 +91,7 @@ def run_discovery(
     config = config.replace(
         neighbor_space=config.resolved_neighbor_space(n_genes, adata.n_obs),
         neighbor_metric=config.resolved_neighbor_metric(n_genes),
+        neighbor_offset_axis=config.resolved_neighbor_offset_axis(n_genes),
         warm_start_clustering=config.resolved_warm_start_clustering(n_genes, adata.n_obs),
     )
     if streams(prepared, config, adata.n_obs):
