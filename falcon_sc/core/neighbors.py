@@ -98,9 +98,9 @@ def within_group_neighbors(
             continue
         k = min(n_neighbors, size - 1)
         points = data[torch.as_tensor(members)].to(device=device, dtype=torch.float32)
-        if metric == "cosine" and offset_axis:
+        if metric == "cosine" and offset_axis:  # (points is the group's own copy: centred in place)
             centre = points.mean(0)
-            points = torch.cat([points - centre, centre.norm().expand(size, 1)], dim=1)
+            points = F.pad(points.sub_(centre), (0, 1), value=float(centre.norm()))
         if metric == "cosine":
             points = F.normalize(points, dim=1)
         if exact_max_group is None or size <= exact_max_group:
