@@ -55,10 +55,10 @@ def row_blocks(
         leave=False,
         disable=progress is None or is_in_memory(matrix),
     )
+    in_memory_csr = sparse.issparse(matrix) and matrix.format == "csr"
     with bar:
         for start in range(0, n_rows, rows_per_block):
             stop = min(start + rows_per_block, n_rows)
-            in_memory_csr = sparse.issparse(matrix) and matrix.format == "csr"
             block = _csr_rows(matrix, start, stop) if in_memory_csr else matrix[start:stop]
             if hasattr(block, "compute"):  # a dask array (anndata's lazy readers): this block is read now
                 block = block.compute()

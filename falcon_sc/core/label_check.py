@@ -32,8 +32,9 @@ def reference_cells(cells: np.ndarray, coarse: np.ndarray, n_neighbors: int, rng
     chosen = np.zeros(coarse.size, dtype=bool)
     chosen[reference] = True
     wanted = _PER_CLASS_PER_NEIGHBOR * n_neighbors
-    for c in np.unique(coarse[cells]):
-        members = cells[coarse[cells] == c]
+    labels = coarse[cells]
+    for c in np.unique(labels):
+        members = cells[labels == c]
         missing = min(members.size, wanted) - int(chosen[members].sum())
         if missing > 0:
             chosen[rng.choice(members[~chosen[members]], missing, replace=False)] = True

@@ -139,8 +139,7 @@ def run_falcon(
         t0 = time.perf_counter()
         # PCA and the neighbour search: large matrix products, which gain from the threads the caller allows
         with cpu_threads(threads):
-            streamed = isinstance(data, RowBlocks)
-            if streamed:
+            if isinstance(data, RowBlocks):
                 _check_streamable(config, n_features=data.shape[1], n_cells=len(coarse))
                 x = data
             else:

@@ -262,9 +262,10 @@ def train_falcon(
         # Every rank draws the same global batch and trains on its slice of it.
         idx = batch_idx.tensor_split(world_size)[rank]
         pick = batch_pick.tensor_split(world_size)[rank]
+        batch_coarse = coarse_t.index_select(0, batch_idx)
         with torch.autocast(device.type, dtype=torch.bfloat16, enabled=amp):
             terms, t_self = batch_objective(
-                student, teacher, inputs, idx, pick, coarse_t.index_select(0, batch_idx), config, hardness, lambda_reg
+                student, teacher, inputs, idx, pick, batch_coarse, config, hardness, lambda_reg
             )
         optimizer.zero_grad(set_to_none=True)
         terms.total.backward()
@@ -279,9 +280,9 @@ def train_falcon(
         n_finite.add_(finite)
         sums.add_(torch.where(finite, torch.stack(terms).detach(), 0.0))
         if learn_relationship:
-            batch_coarse = coarse_t.index_select(0, idx)
-            prob_sums.index_add_(0, batch_coarse, F.softmax(t_self.float(), dim=1))
-            group_counts.index_add_(0, batch_coarse, torch.ones_like(idx, dtype=group_counts.dtype))
+            own_coarse = batch_coarse.tensor_split(world_size)[rank]  # the coarse labels of idx
+            prob_sums.index_add_(0, own_coarse, F.softmax(t_self.float(), dim=1))
+            group_counts.index_add_(0, own_coarse, torch.ones_like(idx, dtype=group_counts.dtype))
 
     # Augmented views draw from the generator inside the step, which a CUDA graph would replay unchanged.
     use_graph = config.cuda_graphs and device.type == "cuda" and world_size == 1 and isinstance(views, TensorViews)
