@@ -391,3 +391,29 @@ def test_offset_axis_auto_is_on_for_gene_inputs_only_and_recorded_resolved(small
     for use_rep, expected in ((None, True), ("X_emb", False)):
         run = fs.tl.discover_subtypes(small, "coarse", n_fine=5, use_rep=use_rep, copy=True, **FAST)
         assert run.uns["falcon"]["params"]["config"]["neighbor_offset_axis"] is expected
+
+
+def test_classes_of_small_subtypes_search_fewer_neighbours():
+    """8 subtypes of 15 cells in one class: 20 neighbours reach into other subtypes (at most 14 of a cell's own),
+    0.35 of the mean subtype size (5) stay inside it. A class split in two big subtypes keeps 20."""
+    rng = np.random.default_rng(0)
+    small_subtypes, which = blobs(rng, 120, 4.0 * np.eye(10)[:8])
+    big_subtypes, halves = blobs(rng, 120, 4.0 * np.eye(10)[8:])
+    x = torch.as_tensor(np.vstack([small_subtypes, big_subtypes]), dtype=torch.float32)
+    coarse = np.repeat([0, 1], 120)
+    subtype = np.r_[which, 8 + halves]
+    config = DEFAULT.replace(min_total_steps=20, support_null_draws=0, coarse_check_neighbors=0)
+    runs = {
+        share: run_falcon(
+            x, coarse, n_coarse=2, n_fine=10, config=config.replace(neighbor_share=share), progress=False
+        ).neighbors
+        for share in (0.35, None)
+    }
+    assert np.unique(runs[0.35].n_valid[:120]).tolist() == [5]  # the allocation gives class 0 its 8 subtypes
+    assert np.unique(runs[0.35].n_valid[120:]).tolist() == [20]
+    np.testing.assert_array_equal(runs[None].n_valid, 20)
+    purity = {share: (subtype[g.indices[:120]] == subtype[:120, None]).mean() for share, g in runs.items()}
+    assert purity[0.35] == 1.0 and purity[None] <= 14 / 20
+    assert PAPER.neighbor_share is None
+    with pytest.raises(ValueError, match=r"neighbor_share=0.0 is out of range; it must lie in \(0"):
+        DEFAULT.replace(neighbor_share=0)

@@ -351,7 +351,13 @@ def test_backed_anndata_gives_the_in_memory_result(small, tmp_path, n_top_genes)
 def test_neighbor_search_is_recorded(small):
     adata = small.copy()
     fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, **FAST)
-    assert adata.uns["falcon"]["neighbors"] == {"method": "exact"}
+    summary = adata.uns["falcon"]["neighbors"]
+    assert set(summary) == {"method", "n_neighbors"} and summary["method"] == "exact"
+    # neighbours per cell in each coarse class: at most 20, fewer where its subtypes are small
+    per_class = summary["n_neighbors"]
+    assert per_class.shape == (3,) and ((per_class >= 5) & (per_class <= 20)).all()
+    fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, neighbor_share=None, **FAST)
+    np.testing.assert_array_equal(adata.uns["falcon"]["neighbors"]["n_neighbors"], [20, 20, 20])
     # Classes above the threshold are searched approximately, with their recall measured.
     fs.tl.discover_subtypes(adata, "coarse", n_fine=5, n_top_genes=100, knn_exact_max_cells=50, **FAST)
     summary = adata.uns["falcon"]["neighbors"]

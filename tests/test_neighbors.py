@@ -2,6 +2,7 @@ import numpy as np
 import pytest
 
 from falcon_sc.core import within_group_neighbors
+from falcon_sc.core.neighbors import fewer_neighbors, subtype_neighbor_counts
 
 
 def exact_cosine_knn(x, groups, k):
@@ -117,3 +118,31 @@ def test_offset_axis_lets_the_angle_see_variation_along_a_group_mean():
     own_axis = within_group_neighbors(x.astype(np.float32), groups, 10, metric="cosine", offset_axis=True)
     assert (subtype[own_axis.indices] == subtype[:, None]).mean() > 0.99  # measured 1.00
     assert (subtype[in_place.indices] == subtype[:, None]).mean() < 0.6  # measured 0.54
+
+
+def test_fewer_neighbors_keeps_each_groups_nearest_as_a_search_for_that_many_would():
+    rng = np.random.default_rng(4)
+    groups = np.repeat([0, 1, 2], [90, 60, 4])
+    x = rng.standard_normal((154, 5)).astype(np.float32)
+    graph = within_group_neighbors(x, groups, 12)
+    fewer = fewer_neighbors(graph, groups, np.array([5, 12, 8]))
+    np.testing.assert_array_equal(fewer.n_valid, np.repeat([5, 12, 3], [90, 60, 4]))  # the 4-cell group has 3
+    for g, k in ((0, 5), (1, 12)):
+        rows = np.flatnonzero(groups == g)
+        searched = within_group_neighbors(x, groups, k)
+        assert [set(r) for r in fewer.indices[rows]] == [set(r) for r in searched.indices[rows]]
+    # rows stay rectangular, cycling through the kept neighbours as the search pads short rows
+    np.testing.assert_array_equal(fewer.indices[0], np.resize(graph.indices[0, :5], 12))
+    assert fewer_neighbors(graph, groups, np.array([20, 20, 20])) is graph  # nothing to drop
+
+
+def test_subtype_neighbor_counts_follow_the_mean_subtype_size_within_bounds():
+    counts = subtype_neighbor_counts(
+        sizes=np.array([290, 939, 32, 70, 14]),
+        fine_per_group=np.array([10, 10, 1, 2, 2]),
+        n_neighbors=20,
+        share=0.35,
+        minimum=5,
+    )
+    # 0.35 × 29 = 10.2 → 10; 0.35 × 93.9 → at most 20; one fine class keeps 20; 0.35 × 35 = 12.25 → 12; 2.45 → 5
+    np.testing.assert_array_equal(counts, [10, 20, 20, 12, 5])

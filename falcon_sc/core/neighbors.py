@@ -6,6 +6,7 @@ those use NN-descent (pynndescent) and their recall is measured against exact se
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from dataclasses import dataclass
 
@@ -118,6 +119,31 @@ def within_group_neighbors(
     if recall is not None:
         logger.info("approximate kNN in %d group(s): recall %.3f against exact search", n_approximate, recall)
     return NeighborGraph(indices=indices, n_valid=n_valid, n_approximate_groups=n_approximate, recall=recall)
+
+
+def subtype_neighbor_counts(
+    sizes: np.ndarray, fine_per_group: np.ndarray, n_neighbors: int, share: float, minimum: int
+) -> np.ndarray:
+    """Neighbours per cell in each group: ``share`` of the group's cells per fine class (rounded), between
+    ``minimum`` and ``n_neighbors``; a group with one fine class keeps ``n_neighbors``.
+
+    With more neighbours than a subtype has cells, most of a cell's neighbours lie outside its subtype and the
+    neighbour loss merges the subtype into the next one; a group with one fine class has nothing to merge.
+    """
+    sizes, fine_per_group = np.asarray(sizes), np.asarray(fine_per_group)
+    counts = np.clip(np.rint(share * sizes / np.maximum(fine_per_group, 1)), minimum, n_neighbors).astype(np.int64)
+    return np.where(fine_per_group > 1, counts, n_neighbors)
+
+
+def fewer_neighbors(graph: NeighborGraph, groups: np.ndarray, counts: np.ndarray) -> NeighborGraph:
+    """``graph`` with each cell of group ``g`` keeping its ``counts[g]`` nearest neighbours (at most the
+    neighbours it has): the same as searching that group for ``counts[g]`` neighbours."""
+    keep = np.minimum(np.asarray(counts)[groups], graph.n_valid)
+    if np.array_equal(keep, graph.n_valid):
+        return graph
+    # rows stay rectangular by cycling through the kept neighbours, as the search pads short rows
+    columns = np.arange(graph.indices.shape[1])[None, :] % keep[:, None]
+    return dataclasses.replace(graph, indices=np.take_along_axis(graph.indices, columns, axis=1), n_valid=keep)
 
 
 def _exact_topk(points: torch.Tensor, queries: np.ndarray, k: int, chunk_size: int, metric: str) -> np.ndarray:

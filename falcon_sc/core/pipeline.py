@@ -14,9 +14,9 @@ from . import distributed
 from .allocation import initial_counts, joint_start, kmeans_within_classes, reseed_empty, spectral_within_classes
 from .classifier import FineClassifier
 from .config import FalconConfig
-from .initial_relationship import first_dataset_classes, fixed_relationship
+from .initial_relationship import first_dataset_classes, fixed_relationship, proportional_relationship
 from .label_check import neighbor_coarse_mass
-from .neighbors import within_group_neighbors
+from .neighbors import fewer_neighbors, subtype_neighbor_counts, within_group_neighbors
 from .pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
 from .progress import EpochProgress, epoch_progress
 from .row_blocks import RowBlocks
@@ -75,6 +75,21 @@ def _reseeded(best, x, coarse, graph, scores, timings, config: FalconConfig, n_c
             break
         best = result
     return best
+
+
+def _fine_per_group(
+    sizes: np.ndarray, n_fine: int, fixed: np.ndarray | None, allocated: np.ndarray | None, coarse_blocks
+) -> np.ndarray:
+    """Fine classes of each (dataset, coarse class) group where training starts: those of a fixed M, else the
+    allocation's for the groups it covers (the first dataset's), else in proportion to class size within each
+    dataset (the other datasets' M follow from the warm start)."""
+    if fixed is not None:
+        return np.asarray(fixed).astype(bool).sum(0)
+    blocks = np.split(sizes, np.cumsum(coarse_blocks or [sizes.size])[:-1])
+    counts = np.concatenate([proportional_relationship(block, n_fine).sum(0) for block in blocks])
+    if allocated is not None:
+        counts[: len(allocated)] = allocated
+    return counts
 
 
 def _check_streamable(config: FalconConfig, *, n_features: int, n_cells: int) -> None:
@@ -213,6 +228,14 @@ def run_falcon(
         if fixed is None and (warm or (single and config.allocation != "size")):
             warm_counts = initial_counts(scores, proxy, n_first, n_fine, config, initial_fine_per_coarse, random_state)
             logger.info("initial fine classes per coarse class (%s): %s", config.allocation, warm_counts.tolist())
+        if config.neighbor_share is not None:
+            sizes = np.bincount(coarse, minlength=n_coarse)
+            fine_per_group = _fine_per_group(sizes, n_fine, fixed, warm_counts, coarse_blocks)
+            counts = subtype_neighbor_counts(
+                sizes, fine_per_group, config.n_neighbors, config.neighbor_share, config.n_sampled_neighbors
+            )
+            graph = fewer_neighbors(graph, coarse, counts)
+            logger.info("neighbours per cell in each coarse class: %s", counts.tolist())
         start_relationship = fixed if fixed is not None else (fixed_relationship(warm_counts) if warm else None)
         # "start": the allocation and the warm starts' partitions (summed over restarts)
         timings: dict[str, float] = {"start": time.perf_counter() - t0}

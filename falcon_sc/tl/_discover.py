@@ -163,8 +163,9 @@ def discover_subtypes(
         ``params``; ``relationship`` (fine → coarse table with cell counts); ``relationship_matrix`` (K_F × K_C
         0/1) with ``fine_names`` and ``coarse_names``; ``fine_per_coarse``; per-epoch ``history`` of every
         loss term and of M changes; stage ``timings``; final ``objective`` values (and each restart's in
-        ``restart_objectives``); ``neighbors`` (``method`` exact/approximate, and the measured ``recall`` of an
-        approximate search); ``cuda_graph`` (whether training steps were replayed as a CUDA graph); the
+        ``restart_objectives``); ``neighbors`` (``method`` exact/approximate, ``n_neighbors`` per cell in each
+        coarse class, fewer in classes of small subtypes (option ``neighbor_share``), and the measured ``recall``
+        of an approximate search); ``cuda_graph`` (whether training steps were replayed as a CUDA graph); the
         ``genes`` used; ``support``, one row per subtype: ``n_cells``, ``stability`` (mean best-match Jaccard
         with the other restarts), ``separation`` and ``p_value`` (its split from the nearest sibling against
         a structure-free Gaussian null, option ``support_null_draws``), ``supported``, and with

@@ -62,7 +62,7 @@ def outputs_of(
         "n_solves": int(result.n_solves),
         "n_recoveries": int(result.n_recoveries),
         "restart_objectives": np.asarray(result.restart_objectives, dtype=np.float64),
-        "neighbors": _neighbor_summary(result),
+        "neighbors": _neighbor_summary(result, groups.codes),
         "cuda_graph": bool(result.cuda_graph),
         "genes": np.asarray(genes, dtype=object),
     }
@@ -198,9 +198,12 @@ def report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
         )
 
 
-def _neighbor_summary(result: FalconResult) -> dict:
+def _neighbor_summary(result: FalconResult, group_of_cell: np.ndarray) -> dict:
     graph = result.neighbors
-    summary = {"method": "approximate" if graph.n_approximate_groups else "exact"}
+    # neighbours per cell in each coarse class (of each dataset in turn): fewer in classes of small subtypes
+    per_group = np.zeros(int(group_of_cell.max()) + 1, dtype=np.int64)
+    per_group[group_of_cell] = graph.n_valid
+    summary = {"method": "approximate" if graph.n_approximate_groups else "exact", "n_neighbors": per_group}
     if graph.n_approximate_groups:
         summary.update(n_approximate_groups=int(graph.n_approximate_groups), recall=float(graph.recall))
     return summary
