@@ -34,7 +34,7 @@ from falcon_sc.image.benchmarks import get_benchmark
 from falcon_sc.image.datasets import CIFAR68_DROPPED, FASHION_MNIST_CLASSES
 from falcon_sc.image.imagenet import BREEDS, breeds_classes, hierarchy_files, tiered_classes
 from falcon_sc.image.runner import main as runner_main
-from falcon_sc.image.train import build_network, evaluate, make_views
+from falcon_sc.image.train import build_network, evaluate, find_neighbors, make_views
 
 # ----------------------------------------------------------------------------------------------- fixtures
 
@@ -327,6 +327,17 @@ def test_views_are_seeded_and_the_identity_crop_is_exact(cifar_root):
                 splits.val, size=32, augmentation=Augmentation(), stats=((0.5,) * 3, (0.25,) * 3), device="cpu"
             ),
         )
+
+
+def test_image_neighbours_follow_neighbor_share_with_fine_classes_in_proportion_to_class_size(cifar_root):
+    """18 training images per fine class, 5 fine classes per superclass: 0.35 × 18 = 6 of the 20 neighbours kept."""
+    images = load_cifar100(cifar_root).train
+    network, _ = build_network("resnet18", 100, seed=0, width=8)
+    views = make_views(images, size=32, augmentation=Augmentation(), stats=channel_stats(images), device="cpu")
+    full = find_neighbors(network, views, VISION, "cpu")
+    fewer = find_neighbors(network, views, VISION.replace(neighbor_share=0.35), "cpu")
+    assert VISION.neighbor_share is None and (full.n_valid == 20).all() and (fewer.n_valid == 6).all()
+    np.testing.assert_array_equal(fewer.indices[:, :6], full.indices[:, :6])  # each image's 6 nearest
 
 
 # ------------------------------------------------------------------------------------------------ runner

@@ -21,7 +21,8 @@ from .. import metrics
 from ..core import distributed
 from ..core.classifier import within_coarse
 from ..core.config import FalconConfig
-from ..core.neighbors import NeighborGraph, within_group_neighbors
+from ..core.initial_relationship import proportional_relationship
+from ..core.neighbors import NeighborGraph, fewer_neighbors, subtype_neighbor_counts, within_group_neighbors
 from ..core.trainer import FalconResult, predict_logits, train_falcon
 from ..core.training_state import TrainingProgress
 from .augment import Augmentation, AugmentedImages, channel_stats
@@ -115,17 +116,28 @@ def build_network(
 
 def find_neighbors(network: FineNetwork, views: AugmentedImages, config: FalconConfig, device) -> NeighborGraph:
     """``config.n_neighbors`` nearest images within each coarse class, in the backbone's features (by the config's
-    neighbour metric; "auto" means cosine for these features, as for any embedding)."""
+    neighbour metric; "auto" means cosine for these features, as for any embedding). With
+    ``config.neighbor_share``, fewer in a class of small subtypes, its fine classes counted in proportion to class
+    size (the image backend has no allocation)."""
     amp = config.mixed_precision and torch.device(device).type == "cuda"
     features = eval_outputs(network.backbone, views, device, amp)
-    return within_group_neighbors(
+    coarse = np.asarray(views.images.coarse)
+    graph = within_group_neighbors(
         features,
-        views.images.coarse,
+        coarse,
         config.n_neighbors,
         metric=config.resolved_neighbor_metric(None),
         offset_axis=config.resolved_neighbor_offset_axis(None),
         device=device,
     )
+    if config.neighbor_share is None:
+        return graph
+    sizes = np.bincount(coarse)
+    fine_per_class = proportional_relationship(sizes, network.head.out_features).sum(0)
+    counts = subtype_neighbor_counts(
+        sizes, fine_per_class, config.n_neighbors, config.neighbor_share, config.n_sampled_neighbors
+    )
+    return fewer_neighbors(graph, coarse, counts)
 
 
 def image_falcon(
