@@ -1,7 +1,9 @@
 """Where training starts: the structure allocation, the k-means and spectral warm starts, the within-class projection,
 the neighbour spaces and the total-counts feature of targeted panels."""
 
+import anndata as ad
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 from conftest import FAST
@@ -11,6 +13,7 @@ from falcon_sc import metrics
 from falcon_sc._adata.preprocess import prepare_input
 from falcon_sc.core import DEFAULT, PAPER, fixed_relationship, proportional_relationship, run_falcon
 from falcon_sc.core.allocation import (
+    Allocation,
     _lookahead,
     _own_like,
     kmeans_within_classes,
@@ -49,14 +52,53 @@ def test_structure_allocation_follows_structure_not_size(big_plain_small_structu
     x, coarse, _ = big_plain_small_structured
     # by size the big unimodal class would get 3 of the 4 fine classes
     assert proportional_relationship(np.bincount(coarse), 4).sum(0).tolist() == [3, 1]
-    assert structure_allocation(x, coarse, 2, 4).tolist() == [1, 3]
+    allocation = structure_allocation(x, coarse, 2, 4)
+    assert allocation.method == "structure" and allocation.counts.tolist() == [1, 3]
     gains = structure_gains(x, coarse, 2, 4, random_state=0)
     # relative to each class's sum of squares: two real splits, while splitting the Gaussian gains next to
     # nothing beyond what its own null gains
     total = [((x[coarse == c] - x[coarse == c].mean(0)) ** 2).sum() for c in (0, 1)]
     assert gains[1][:2].min() > 0.1 * total[1] and abs(gains[0][0]) < 0.01 * total[0]
     # a base (e.g. an estimate's per-class counts) is kept and only the rest is allocated
-    assert structure_allocation(x, coarse, 2, 5, base=np.array([2, 1])).tolist() == [2, 3]
+    assert structure_allocation(x, coarse, 2, 5, base=np.array([2, 1])).counts.tolist() == [2, 3]
+
+
+def test_allocation_records_the_gains_it_chose_by(big_plain_small_structured):
+    x, coarse, _ = big_plain_small_structured
+    allocation = structure_allocation(x, coarse, 2, 4)
+    gains = structure_gains(x, coarse, 2, 3, random_state=0)  # the k range structure_allocation tries here
+    # the unimodal class won nothing; the structured one won its last class at the lookahead gain of its third
+    # cluster, and every gain it won with is at least what the other class offered for one more
+    assert np.isnan(allocation.last_gain[0])
+    assert allocation.last_gain[1] == pytest.approx(_lookahead(gains[1][1:]))
+    assert allocation.next_gain[0] == pytest.approx(_lookahead(gains[0]))
+    assert allocation.last_gain[1] >= allocation.next_gain[0]
+    given = Allocation.given(np.array([2, 1]))
+    assert given.method == "given" and given.counts.tolist() == [2, 1] and np.isnan(given.last_gain).all()
+
+
+def test_discover_subtypes_stores_why_each_class_has_its_subtypes(big_plain_small_structured):
+    x, coarse, _ = big_plain_small_structured
+    names = pd.Categorical(np.array(["big", "small"])[coarse])
+    obs = pd.DataFrame({"c": names}, index=np.arange(x.shape[0]).astype(str))
+    adata = ad.AnnData(obs=obs, obsm={"X_rep": x.astype(np.float32)})
+    fs.tl.discover_subtypes(adata, "c", n_fine=4, use_rep="X_rep", **FAST)
+    table = adata.uns["falcon"]["allocation"]
+    assert table.index.tolist() == ["big", "small"] and table["n_cells"].tolist() == [900, 150]
+    assert (table["method"] == "structure").all() and table["start"].sum() == 4
+    assert table["n_subtypes"].tolist() == adata.uns["falcon"]["fine_per_coarse"]["n_fine"].tolist()
+    # a class that won a fine class records the gain it won with; one that kept its one does not
+    assert (table["last_gain"].notna() == (table["start"] > 1)).all()
+    report = fs.tl.subtype_report(adata)
+    for parent, row in table.iterrows():
+        rows = report[report["parent"] == parent]
+        assert rows["allocated"].eq(row["start"]).all()
+        assert np.allclose(rows["allocation_gain"], row["last_gain"], equal_nan=True)
+    # a dict is used as given, and recorded so
+    fs.tl.discover_subtypes(adata, "c", n_fine={"big": 2, "small": 2}, use_rep="X_rep", **FAST)
+    table = adata.uns["falcon"]["allocation"]
+    assert table["start"].tolist() == [2, 2] and (table["method"] == "given").all()
+    assert table["n_subtypes"].tolist() == [2, 2] and table["last_gain"].isna().all()
 
 
 def test_cells_that_look_like_another_class_do_not_make_a_subtype():
@@ -69,7 +111,7 @@ def test_cells_that_look_like_another_class_do_not_make_a_subtype():
     coarse = np.r_[np.zeros(460, int), np.ones(400, int), np.full(200, 2)]
     own = _own_like(x, coarse, 3)
     assert not own[400:460].any() and own[:400].all()
-    assert structure_allocation(x, coarse, 3, 4).tolist() == [1, 1, 2]
+    assert structure_allocation(x, coarse, 3, 4).counts.tolist() == [1, 1, 2]
 
 
 def test_lookahead_sees_past_a_poor_next_split():

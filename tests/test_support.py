@@ -119,7 +119,9 @@ def test_report_joins_support_confidence_and_markers(separated_run):
         fs.tl.subtype_report(adata, n_markers=-1)
     report = fs.tl.subtype_report(adata)
     columns = ["parent", "n_cells", "confidence", "stability", "separation", "p_value", "supported"]
-    assert list(report.columns) == columns
+    assert list(report.columns) == [*columns, "allocated", "allocation_gain"]
+    allocation = adata.uns["falcon"]["allocation"]
+    assert (report["allocated"] == allocation.loc[report["parent"], "start"].to_numpy()).all()
     assert list(report.index) == list(adata.obs["falcon"].cat.categories)
     assert report["n_cells"].sum() == adata.n_obs
     mean = adata.obs.groupby("falcon", observed=True)["falcon_confidence"].mean()

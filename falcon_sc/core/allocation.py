@@ -17,6 +17,7 @@ Two allocations of K_F over the coarse classes:
 from __future__ import annotations
 
 import warnings
+from dataclasses import dataclass
 
 import numpy as np
 import scipy.sparse as sp
@@ -39,6 +40,29 @@ _MIN_RESEED_GAIN = 0.05
 _N_NULL = 1
 
 
+@dataclass(frozen=True)
+class Allocation:
+    """Fine classes per coarse class where training starts, and the evidence the allocation went by.
+
+    ``method`` is ``"structure"``, ``"size"`` or ``"given"`` (counts a caller fixed). For ``"structure"``, gains
+    are the criterion of :func:`structure_allocation` (excess drop in within-cluster sum of squares over the
+    structure-free null, mean over the class's next clusters, in squared PC units summed over the class's cells):
+    ``last_gain`` is its value when the class won its last fine class (NaN where the class kept only what it
+    started with), ``next_gain`` its value for one more (-inf where the class cannot be split further). Both are
+    NaN for the other methods."""
+
+    method: str
+    counts: np.ndarray  # (K_C,) int
+    last_gain: np.ndarray  # (K_C,) float
+    next_gain: np.ndarray  # (K_C,) float
+
+    @classmethod
+    def given(cls, counts: np.ndarray, method: str = "given") -> Allocation:
+        """Counts that no criterion chose (a caller's, or in proportion to class size)."""
+        counts = np.asarray(counts, dtype=np.int64)
+        return cls(method, counts, np.full(counts.size, np.nan), np.full(counts.size, np.nan))
+
+
 def _on_host(scores: torch.Tensor | np.ndarray) -> np.ndarray:
     """Float32 scores as a NumPy array (no copy for a CPU tensor or array that is float32 already)."""
     return np.asarray(torch.as_tensor(scores).float().cpu())
@@ -52,15 +76,15 @@ def initial_counts(
     config: FalconConfig,
     base: np.ndarray | None,
     random_state: int,
-) -> np.ndarray:
-    """Fine classes per coarse class at the start of training (sums to ``n_fine``).
+) -> Allocation:
+    """Fine classes per coarse class at the start of training (sums to ``n_fine``), with the evidence.
 
     ``base`` (e.g. the per-class counts of an estimate of K_F) is the starting point that both allocations
     add to; classes without it start at one fine class each.
     """
     sizes = np.bincount(coarse, minlength=n_coarse)
     if config.allocation == "size":
-        return proportional_relationship(sizes, n_fine, base).sum(0)
+        return Allocation.given(proportional_relationship(sizes, n_fine, base).sum(0), "size")
     return structure_allocation(_on_host(scores), coarse, n_coarse, n_fine, base, random_state)
 
 
@@ -129,10 +153,10 @@ def structure_allocation(
     n_fine: int,
     base: np.ndarray | None = None,
     random_state: int = 0,
-) -> np.ndarray:
+) -> Allocation:
     """Fine classes per coarse class: each beyond ``base`` (default one each) goes, one at a time, to the
     class whose next clusters have the largest mean ``structure_gains`` (``_lookahead``); a class gets
-    at most half as many classes as it has cells."""
+    at most half as many classes as it has cells. Returns the counts with the gains they were chosen by."""
     counts = usable_base(base, n_coarse, n_fine)
     extra = n_fine - counts.sum()
     sizes = np.bincount(coarse, minlength=n_coarse)
@@ -140,12 +164,20 @@ def structure_allocation(
     # gains measure noise and cost k-means runs): more than enough for the class that holds most subtypes.
     k_max = int(min(counts.max() + extra, sizes.max() // 2, max(4, counts.max() + 1, 3 * -(-n_fine // n_coarse))))
     gains = structure_gains(scores, coarse, n_coarse, max(k_max, 2), random_state)
+    last = np.full(n_coarse, np.nan)
+
+    def next_gains() -> np.ndarray:
+        return np.array([_lookahead(g[k - 1 :]) for g, k in zip(gains, counts, strict=True)])
+
     for _ in range(extra):
-        nxt = np.array([_lookahead(g[k - 1 :]) for g, k in zip(gains, counts, strict=True)])
+        nxt = next_gains()
         if np.isneginf(nxt).all():  # no class can take one more by the criterion: fall back to class size
-            nxt = sizes / counts
-        counts[int(np.argmax(nxt))] += 1
-    return counts
+            winner = int(np.argmax(sizes / counts))
+        else:
+            winner = int(np.argmax(nxt))
+            last[winner] = nxt[winner]
+        counts[winner] += 1
+    return Allocation("structure", counts, last, next_gains())
 
 
 def reseed_empty(

@@ -11,7 +11,14 @@ import torch
 from sklearn.metrics import adjusted_rand_score
 
 from . import distributed
-from .allocation import initial_counts, joint_start, kmeans_within_classes, reseed_empty, spectral_within_classes
+from .allocation import (
+    Allocation,
+    initial_counts,
+    joint_start,
+    kmeans_within_classes,
+    reseed_empty,
+    spectral_within_classes,
+)
 from .classifier import FineClassifier
 from .config import FalconConfig
 from .initial_relationship import first_dataset_classes, fixed_relationship, proportional_relationship
@@ -224,10 +231,14 @@ def run_falcon(
             coarse if single or not warm else first_dataset_classes(x, torch.as_tensor(coarse), n_first).cpu().numpy()
         )
         warm_counts = initial_fine_per_coarse
+        allocation = None
         t0 = time.perf_counter()
         if fixed is None and (warm or (single and config.allocation != "size")):
-            warm_counts = initial_counts(scores, proxy, n_first, n_fine, config, initial_fine_per_coarse, random_state)
+            allocation = initial_counts(scores, proxy, n_first, n_fine, config, initial_fine_per_coarse, random_state)
+            warm_counts = allocation.counts
             logger.info("initial fine classes per coarse class (%s): %s", config.allocation, warm_counts.tolist())
+        elif fixed is not None:
+            allocation = Allocation.given(np.asarray(fixed).astype(bool).sum(0)[:n_first])
         if config.neighbor_share is not None:
             sizes = np.bincount(coarse, minlength=n_coarse)
             fine_per_group = _fine_per_group(sizes, n_fine, fixed, warm_counts, coarse_blocks)
@@ -332,5 +343,6 @@ def run_falcon(
             other_restart_labels=[other for i, other in enumerate(labels) if i != kept],
             neighbor_coarse_mass=mass,
             separation=separation,
+            allocation=allocation,
             timings={"neighbors": t_knn, **timings},
         )

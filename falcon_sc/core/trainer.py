@@ -22,6 +22,7 @@ import torch
 import torch.nn.functional as F
 
 from . import distributed
+from .allocation import Allocation
 from .classifier import FineClassifier
 from .config import FalconConfig
 from .cuda_graph import GraphedStep
@@ -65,6 +66,8 @@ class FalconResult:
     neighbor_coarse_mass: np.ndarray | None = None
     # (K_F, 2): each subtype's split from its nearest sibling, statistic and p-value (see core.support)
     separation: np.ndarray | None = None
+    # fine classes per coarse class (first dataset) where training started, and why (core.allocation)
+    allocation: Allocation | None = None
 
     def relationships(self) -> list[np.ndarray]:
         """One ``(K_F, K_C^l)`` relationship per dataset."""

@@ -68,6 +68,8 @@ def outputs_of(
     }
     if groups.datasets:
         uns["relationships"] = views
+    if result.allocation is not None:
+        uns["allocation"] = _allocation_table(result, first_names, groups)
     min_cells = config.min_subtype_cells(labels.size)
     uns["support"] = _support(result, labels, order, fine_names, parents, first_names, min_cells)
     model = FalconModel(
@@ -196,6 +198,26 @@ def report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
             "If you expect them, give their coarse classes their own counts (n_fine as a dict) and compare with "
             "k-means inside the class; otherwise a smaller n_fine gives the same partition without empty subtypes."
         )
+
+
+def _allocation_table(result: FalconResult, coarse_names, groups: CoarseGroups) -> pd.DataFrame:
+    """One row per coarse class of the first dataset: its cells, the fine classes it started with (``start``) and
+    holds in the result (``n_subtypes``; the M-step may move one), how the start was chosen (``method``) and, for
+    the structure allocation, the criterion's gain when the class won its last fine class (``last_gain``) and its
+    gain for one more (``next_gain``; see :class:`~falcon_sc.core.allocation.Allocation`)."""
+    allocation = result.allocation
+    first = groups.dataset_of_cell == 0
+    return pd.DataFrame(
+        {
+            "n_cells": np.bincount(groups.codes[first], minlength=len(coarse_names)),
+            "start": allocation.counts,
+            "n_subtypes": result.relationships()[0].sum(0).astype(np.int64),
+            "method": allocation.method,
+            "last_gain": allocation.last_gain,
+            "next_gain": allocation.next_gain,
+        },
+        index=pd.Index(list(coarse_names), name="coarse"),
+    )
 
 
 def _neighbor_summary(result: FalconResult, group_of_cell: np.ndarray) -> dict:
