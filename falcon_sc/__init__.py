@@ -1,9 +1,8 @@
 """falcon_sc: discover fine-grained cell subtypes inside coarse labels with FALCON (Grcić et al., ICML 2024)."""
 
-__version__ = "0.1.0"
-
 from . import core, datasets, metrics, pl, tl
 from ._logging import route_engine_logs
+from ._version import __version__
 from .falcon_model import FalconModel, ModelFileError
 
 route_engine_logs()

@@ -28,13 +28,13 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 from scanpy import logging as logg
 
-from . import __version__
 from ._adata.device import resolve_device
 from ._adata.labels import checked_labels
 from ._adata.outputs import Outputs, h5ad_safe, relationship_view, write_outputs
 from ._adata.preprocess import TARGET_SUM, prepare_embedding, prepare_genes
 from ._docs import PREDICT_DOCS, doc_params
 from ._files import plain_permissions
+from ._version import __version__
 from .core.classifier import FineClassifier, within_coarse
 
 FORMAT = "falcon_sc.model"

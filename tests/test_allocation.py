@@ -17,7 +17,6 @@ from falcon_sc.core.allocation import (
     _lookahead,
     _own_like,
     kmeans_within_classes,
-    reseed_empty,
     spectral_within_classes,
     structure_allocation,
     structure_gains,
@@ -25,7 +24,7 @@ from falcon_sc.core.allocation import (
 from falcon_sc.core.config import PANEL_MAX_GENES
 from falcon_sc.core.model import EMATeacher, make_mlp
 from falcon_sc.core.neighbors import within_group_neighbors
-from falcon_sc.core.pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
+from falcon_sc.core.pca import class_pca_scores, combined_scores, fit_pca
 from falcon_sc.core.trainer import _warm_start
 from falcon_sc.core.views import TensorViews
 
@@ -166,23 +165,6 @@ def test_combined_scores_weigh_both_blocks_inside_each_class_and_keep_the_global
         np.testing.assert_allclose(ratio, ratio[0, 0], rtol=1e-4)
 
 
-def test_an_empty_subtype_is_reseeded_where_a_subtype_splits_most_clearly():
-    rng = np.random.default_rng(2)
-    two, _ = blobs(rng, 200, [[0, 0, 0], [6, 0, 0]])  # subtype 0 (coarse 0) holds two clear groups
-    one, _ = blobs(rng, 200, [[0, 20, 0]])  # subtype 1 (coarse 0) is one group
-    other, _ = blobs(rng, 200, [[20, 20, 0]])  # subtype 3 (coarse 1)
-    x = np.vstack([two, one, other])
-    labels = np.r_[np.zeros(200, int), np.ones(200, int), np.full(200, 3)]
-    relationship = fixed_relationship([2, 2])  # subtype 2 sits empty under coarse 1
-    new_labels, parents = reseed_empty(x, labels, relationship, min_cells=5, random_state=0)
-    assert parents.tolist() == [0, 0, 0, 1]  # moved to where the split is
-    assert np.bincount(new_labels, minlength=4).tolist() == [100, 200, 100, 200]
-    assert len(set(new_labels[:200])) == 2 and (new_labels[200:] == labels[200:]).all()
-    # nothing to re-seed: no empty subtype, or no subtype that splits
-    assert reseed_empty(x, new_labels, fixed_relationship([3, 1]), min_cells=5, random_state=0) is None
-    assert reseed_empty(x[200:], labels[200:] - 1, fixed_relationship([1, 2]), min_cells=5, random_state=0) is None
-
-
 def test_warm_start_fits_the_classifier_and_the_teacher_to_the_labels(big_plain_small_structured):
     x, _, truth = big_plain_small_structured
     torch.manual_seed(0)
@@ -211,7 +193,7 @@ def structured_sim():
 )
 def test_run_falcon_starts_where_the_structure_is_and_repeats_exactly(structured_sim, options):
     x, coarse, fine = structured_sim
-    config = DEFAULT.replace(min_total_steps=300, n_restarts=2, **options)
+    config = DEFAULT.replace(min_total_steps=300, n_restarts=2, **options).resolved(n_genes=300, n_cells=1500)
     first = run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, random_state=3, progress=False)
     again = run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, random_state=3, progress=False)
     np.testing.assert_array_equal(first.probs, again.probs)
@@ -227,7 +209,10 @@ def test_warm_start_needs_a_proportional_start(structured_sim):
     x, coarse, _ = structured_sim
     config = DEFAULT.replace(relationship_init="random", min_total_steps=10)
     with pytest.raises(ValueError, match="relationship_init='proportional'"):
-        run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config, progress=False)
+        run_falcon(x, coarse, n_coarse=4, n_fine=12, config=config.resolved(n_genes=300, n_cells=1500), progress=False)
+    # the engine decides no "auto" itself: the entry point says what the input is
+    with pytest.raises(ValueError, match=r"still says 'auto' for \['neighbor_metric'.*config.resolved\(n_genes="):
+        run_falcon(x, coarse, n_coarse=4, n_fine=12, config=DEFAULT, progress=False)
 
 
 def test_paper_preset_runs_the_published_recipe(small):
@@ -247,23 +232,6 @@ def test_paper_preset_runs_the_published_recipe(small):
     assert model.classifier.projection is None and model.classifier.n_inputs == 100
     schedule = adata.uns["falcon"]["params"]["schedule"]
     assert (schedule["epochs"], schedule["batch_size"], schedule["total_steps"]) == (10, 300, 10)
-
-
-def test_within_class_projection_removes_the_class_means(structured_sim):
-    x, coarse, _ = structured_sim
-    fit = fit_within_class_pca(x, torch.as_tensor(coarse), 8, max_value=10.0)
-    assert 1 <= fit.n_between <= 3  # at most K_C − 1 directions separate 4 class means
-    assert fit.projection.components.shape == (x.shape[1], fit.n_between + 8)
-    scores = fit.within_scores.numpy()
-    for c in range(4):
-        np.testing.assert_allclose(scores[coarse == c].mean(0), 0, atol=1e-3)
-    # the training cells' coordinates are those the projection gives any cell, minus their class mean
-    projected = fit.projection.transform(x)[:, fit.n_between :].numpy()
-    centred = projected - np.stack([projected[coarse == c].mean(0) for c in coarse])
-    np.testing.assert_allclose(centred, scores, atol=1e-3)
-    # the within-class axes are orthonormal
-    within = fit.projection.components[:, fit.n_between :]
-    np.testing.assert_allclose((within.T @ within).numpy(), np.eye(8), atol=1e-4)
 
 
 @pytest.fixture(scope="module")
@@ -341,21 +309,22 @@ def test_auto_neighbour_space_and_warm_start_follow_the_input():
     whole transcriptomes among them; embeddings and larger inputs keep the representation's neighbours and
     k-means starts, and targeted panels k-means starts."""
     few, many = DEFAULT.class_pcs_max_cells, DEFAULT.class_pcs_max_cells + 1
-    for n_features, n_cells, space, clustering in (
+    for n_genes, n_cells, space, clustering in (
         (PANEL_MAX_GENES + 1, few, "combined", "spectral"),
         (PANEL_MAX_GENES, few, "combined", "kmeans"),  # a targeted panel
         (None, few, "representation", "kmeans"),  # an embedding
         (2000, many, "representation", "kmeans"),
     ):
-        assert DEFAULT.resolved_neighbor_space(n_features, n_cells) == space
-        assert DEFAULT.resolved_warm_start_clustering(n_features, n_cells) == clustering
+        resolved = DEFAULT.resolved(n_genes=n_genes, n_cells=n_cells)
+        assert (resolved.neighbor_space, resolved.warm_start_clustering) == (space, clustering)
+        assert not resolved.unresolved() and DEFAULT.unresolved()
     unlimited = DEFAULT.replace(class_pcs_max_cells=None)
-    assert unlimited.resolved_neighbor_space(2000, many) == "combined"
-    assert PAPER.resolved_neighbor_space(2000, 100) == "representation"
-    assert PAPER.resolved_warm_start_clustering(2000, 100) == "kmeans"
+    assert unlimited.resolved(n_genes=2000, n_cells=many).neighbor_space == "combined"
+    paper = PAPER.resolved(n_genes=2000, n_cells=100)
+    assert paper == PAPER  # nothing to decide: the paper's options are fixed
     explicit = DEFAULT.replace(neighbor_space="class_pca", warm_start_clustering="spectral")
-    assert explicit.resolved_neighbor_space(None, many) == "class_pca"
-    assert explicit.resolved_warm_start_clustering(30, many) == "spectral"
+    assert explicit.resolved(n_genes=None, n_cells=many).neighbor_space == "class_pca"
+    assert explicit.resolved(n_genes=30, n_cells=many).warm_start_clustering == "spectral"
 
 
 def test_class_pcs_find_purer_neighbours_on_a_panel():
@@ -401,11 +370,15 @@ def test_subtypes_left_without_cells_are_named():
 
 def test_neighbour_metric_auto_is_euclidean_on_whole_transcriptomes_only():
     auto = PAPER.replace(neighbor_metric="auto")
-    assert auto.resolved_neighbor_metric(PANEL_MAX_GENES + 1) == "euclidean"
-    assert auto.resolved_neighbor_metric(PANEL_MAX_GENES) == "cosine"  # a targeted panel
-    assert auto.resolved_neighbor_metric(None) == "cosine"  # an embedding
-    assert DEFAULT.resolved_neighbor_metric(2000) == "euclidean" and PAPER.resolved_neighbor_metric(2000) == "cosine"
-    assert auto.replace(neighbor_metric="euclidean").resolved_neighbor_metric(30) == "euclidean"
+
+    def metric(config, n_genes):
+        return config.resolved(n_genes=n_genes, n_cells=100).neighbor_metric
+
+    assert metric(auto, PANEL_MAX_GENES + 1) == "euclidean"
+    assert metric(auto, PANEL_MAX_GENES) == "cosine"  # a targeted panel
+    assert metric(auto, None) == "cosine"  # an embedding
+    assert metric(DEFAULT, 2000) == "euclidean" and metric(PAPER, 2000) == "cosine"
+    assert metric(auto.replace(neighbor_metric="euclidean"), 30) == "euclidean"
 
 
 def test_the_resolved_neighbour_metric_is_recorded_and_changes_the_neighbours():
@@ -423,10 +396,13 @@ def test_the_resolved_neighbour_metric_is_recorded_and_changes_the_neighbours():
 
 
 def test_offset_axis_auto_is_on_for_gene_inputs_only_and_recorded_resolved(small):
-    assert DEFAULT.resolved_neighbor_offset_axis(PANEL_MAX_GENES) and DEFAULT.resolved_neighbor_offset_axis(2000)
-    assert not DEFAULT.resolved_neighbor_offset_axis(None)  # an embedding (use_rep)
-    assert not PAPER.resolved_neighbor_offset_axis(30)
-    assert DEFAULT.replace(neighbor_offset_axis=False).resolved_neighbor_offset_axis(30) is False
+    def offset_axis(config, n_genes):
+        return config.resolved(n_genes=n_genes, n_cells=100).neighbor_offset_axis
+
+    assert offset_axis(DEFAULT, PANEL_MAX_GENES) and offset_axis(DEFAULT, 2000)
+    assert not offset_axis(DEFAULT, None)  # an embedding (use_rep)
+    assert not offset_axis(PAPER, 30)
+    assert offset_axis(DEFAULT.replace(neighbor_offset_axis=False), 30) is False
     with pytest.raises(ValueError, match="neighbor_offset_axis expects True, False or 'auto'; got 'yes'"):
         DEFAULT.replace(neighbor_offset_axis="yes")
     small.obsm["X_emb"] = np.random.default_rng(0).standard_normal((small.n_obs, 8)).astype(np.float32)
@@ -445,6 +421,7 @@ def test_classes_of_small_subtypes_search_fewer_neighbours():
     coarse = np.repeat([0, 1], 120)
     subtype = np.r_[which, 8 + halves]
     config = DEFAULT.replace(min_total_steps=20, support_null_draws=0, coarse_check_neighbors=0)
+    config = config.resolved(n_genes=x.shape[1], n_cells=x.shape[0])
     runs = {
         share: run_falcon(
             x, coarse, n_coarse=2, n_fine=10, config=config.replace(neighbor_share=share), progress=False

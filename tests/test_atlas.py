@@ -113,7 +113,7 @@ def test_streamed_input_refuses_what_needs_the_whole_matrix(backed_file):
     # the engine reads a row-block source only through its PCs
     x = torch.ones(10, 4)
     source = RowBlocks(lambda: iter([x]), (10, 4), x.device)
-    config = get_config("default", representation="genes")
+    config = get_config("default", representation="genes").resolved(n_genes=4, n_cells=10)
     with pytest.raises(ValueError, match="used through its principal components"):
         run_falcon(source, np.zeros(10, dtype=np.int64), n_coarse=1, n_fine=2, config=config, progress=False)
 

@@ -121,18 +121,6 @@ def test_small_data_rule_keeps_m_updating():
     assert (big.batch_size, big.steps_per_epoch, big.epochs, big.solve_every) == (1024, 363, 10, 25)
 
 
-def test_large_data_rule_keeps_whole_epochs_up_to_the_step_budget():
-    capped = FalconConfig(min_steps_per_epoch=8, min_total_steps=300, max_total_steps=600)
-    s = Schedule.build(capped, 100_000)  # 97 steps per epoch: 7 epochs are the first to reach 600 steps
-    assert (s.steps_per_epoch, s.epochs, s.total_steps) == (97, 7, 679)
-    assert s.lr_milestone_steps == (round(0.6 * 679), round(0.8 * 679))  # phases follow the shorter run
-    assert Schedule.build(capped, 2_000_000).epochs == 1  # an epoch longer than the budget is still made whole
-    assert (
-        Schedule.build(capped, 2_638).total_steps
-        == Schedule.build(FalconConfig(**{"min_steps_per_epoch": 8, "min_total_steps": 300}), 2_638).total_steps
-    )  # small data: the floor decides
-
-
 def test_reverse_marginal_regularizer_is_kl_prior_to_mean_and_a_barrier():
     p = torch.tensor([[0.7, 0.2, 0.1], [0.1, 0.2, 0.7]])
     prior = torch.tensor([0.5, 0.25, 0.25])

@@ -53,7 +53,7 @@ def test_same_label_in_two_datasets_is_two_groups(two):
 def test_neighbors_never_cross_dataset_coarse_groups(two):
     groups = coarse_groups(two, "coarse", "dataset")
     x = np.log1p(two.X.toarray())
-    config = get_config("default", min_total_steps=50, n_restarts=1)
+    config = get_config("default", min_total_steps=50, n_restarts=1).resolved(n_genes=x.shape[1], n_cells=x.shape[0])
     result = run_falcon(
         x, groups.codes, n_coarse=6, n_fine=8, coarse_blocks=groups.blocks, config=config, progress=False
     )
@@ -286,6 +286,7 @@ def test_a_joint_run_starts_from_the_joint_warm_start():
     options = dict(min_total_steps=10, n_restarts=1, representation="genes", neighbor_metric="euclidean")
     for warm_start, expected in (("kmeans", 1.0), ("none", None)):
         config = get_config("default", warm_start=warm_start, **options)
+        config = config.resolved(n_genes=scores.shape[1], n_cells=scores.shape[0])
         result = run_falcon(scores, coarse, n_coarse=6, n_fine=6, coarse_blocks=[3, 3], config=config, progress=False)
         accuracy = metrics.cluster_accuracy(fine, result.labels)
         if expected is None:

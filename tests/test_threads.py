@@ -11,7 +11,7 @@ from falcon_sc.core.threads import cpu_threads, resolve_n_jobs
 
 def test_stages_use_their_thread_counts_and_the_callers_setting_is_restored(small, monkeypatch):
     seen = {}
-    train, neighbors = pipeline.train_falcon, pipeline.within_group_neighbors
+    train, neighbors = pipeline.train_falcon, pipeline.training_neighbors
 
     def recording_train(*args, **kwargs):
         seen.setdefault("training", set()).add(torch.get_num_threads())
@@ -22,7 +22,7 @@ def test_stages_use_their_thread_counts_and_the_callers_setting_is_restored(smal
         return neighbors(*args, **kwargs)
 
     monkeypatch.setattr(pipeline, "train_falcon", recording_train)
-    monkeypatch.setattr(pipeline, "within_group_neighbors", recording_neighbors)
+    monkeypatch.setattr(pipeline, "training_neighbors", recording_neighbors)
     adata = small
     before = torch.get_num_threads()
     # a short single run: the thread counts are the point, not the result

@@ -34,8 +34,6 @@ from .relationship import solve_relationship
 _MAX_CELLS = 1000
 # The warm start's k-means centroids of a larger class are fitted on a random sample of this many cells.
 _MAX_FIT_CELLS = 20000
-# Re-seeding splits a subtype only if the split gains at least this share of its sum of squares beyond the null.
-_MIN_RESEED_GAIN = 0.05
 # Null draws per (class, k) for the structure criterion.
 _N_NULL = 1
 
@@ -178,53 +176,6 @@ def structure_allocation(
             last[winner] = nxt[winner]
         counts[winner] += 1
     return Allocation("structure", counts, last, next_gains())
-
-
-def reseed_empty(
-    scores: torch.Tensor | np.ndarray,
-    labels: np.ndarray,
-    relationship: np.ndarray,
-    min_cells: int,
-    random_state: int,
-) -> tuple[np.ndarray, np.ndarray] | None:
-    """Give the fine classes that ended (nearly) empty to the subtypes that most need splitting.
-
-    A fine class with fewer than ``min_cells`` cells is redundant where it is. Each such class takes the
-    smaller half of a 2-means split of the living subtype whose split gains most over the structure-free null
-    (``structure_gains`` with the subtypes as groups), under that subtype's coarse class; a subtype is split
-    at most once, only with at least ``2 · min_cells`` cells and a gain of at least 5 % of its own sum of
-    squares (a unimodal subtype gains only noise). Returns the new labels and
-    parents (fine → coarse index), or None when no empty class could be re-seeded.
-    """
-    scores = _on_host(scores)
-    n_fine = relationship.shape[0]
-    parents = relationship.argmax(1)
-    sizes = np.bincount(labels, minlength=n_fine)
-    empty = np.flatnonzero(sizes < min_cells)
-    if empty.size == 0:
-        return None
-    gains = structure_gains(scores, labels, n_fine, 2, random_state, foreign=False)
-    best = np.array([g[0] if g.size else -np.inf for g in gains])
-    # a split must explain a share of the subtype's own variation: a unimodal subtype gains only noise
-    spread = np.zeros(n_fine)
-    for f in np.flatnonzero(sizes):
-        rows = scores[labels == f]
-        spread[f] = ((rows - rows.mean(0)) ** 2).sum()
-    best[(sizes < 2 * min_cells) | (best < _MIN_RESEED_GAIN * spread)] = -np.inf
-    labels, parents = labels.copy(), parents.copy()
-    moved = 0
-    for target in empty:
-        f = int(np.argmax(best))
-        if not np.isfinite(best[f]):
-            break
-        members = np.flatnonzero(labels == f)
-        halves = KMeans(2, n_init=3, random_state=random_state).fit_predict(scores[members])
-        smaller = int(np.bincount(halves, minlength=2).argmin())
-        labels[members[halves == smaller]] = target
-        parents[target] = parents[f]
-        best[f] = -np.inf
-        moved += 1
-    return (labels, parents) if moved else None
 
 
 def _lookahead(gains: np.ndarray) -> float:

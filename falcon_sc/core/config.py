@@ -48,10 +48,6 @@ class FalconConfig:
     # are added until training has at least ``min_total_steps`` steps.
     min_steps_per_epoch: int = 1
     min_total_steps: int = 0
-    # Large-data rule: only as many whole epochs (at least one) as first reach ``max_total_steps`` steps; None =
-    # always ``epochs``. Off in both presets: 600 steps at 100,000 cells cut training by a third and cost 0.3 ACC
-    # on a hard simulation (docs/notes.md, "Speed").
-    max_total_steps: int | None = None
     # Objective λ1·L_coarse + λ2·(L_NN + L_conf) + λ3·L_reg.
     lambda_coarse: float = 0.5
     lambda_consistency: float = 0.5
@@ -66,52 +62,31 @@ class FalconConfig:
     # Only cells whose soft target (before hardening) exceeds this probability enter L_conf (0 = all cells).
     confidence_threshold: float = 0.0
     n_neighbors: int = 20
-    # Fewer neighbours in a coarse class of small subtypes: at most this share of the class's cells per fine class
-    # at the start (rounded; at least ``n_sampled_neighbors``; a class with one fine class keeps ``n_neighbors``).
-    # With 20 neighbours, most of the neighbours of a cell in a subtype of ~20 cells lie outside it, and the
-    # neighbour loss merges the subtype into the next. None: ``n_neighbors`` in every class.
+    # Fewer neighbours in a class of small subtypes: at most this share of its cells per fine class (at least
+    # ``n_sampled_neighbors``), so that a ~20-cell subtype is not merged by its neighbours. None: ``n_neighbors``.
     neighbor_share: float | None = None
-    # How within-class neighbours are ranked: cosine similarity (paper) or Euclidean distance. On PCs of all
-    # cells a coarse class lies off the global centre, and cosine similarity cannot see how far a cell lies
-    # along that direction, so variation inside the class along its own mean is lost to the neighbour search.
-    # "auto": Euclidean for whole-transcriptome inputs (more than PANEL_MAX_GENES genes); cosine for targeted
-    # panels, where it measured better, and for embeddings (``use_rep``), where neither won.
+    # How within-class neighbours are ranked: cosine similarity (paper) or Euclidean distance, which also sees how
+    # far a cell lies along its class's offset from the global centre. "auto": see :meth:`resolved`.
     neighbor_metric: Literal["cosine", "euclidean", "auto"] = "cosine"
-    # Under cosine similarity, compare a class's cells on their coordinates centred on the class with the length
-    # of the class's offset from the global centre as one more coordinate, instead of the coordinates as they
-    # are (``offset_axis`` of :func:`~.neighbors.within_group_neighbors`): the offset kept in place hides the
-    # variation along the class's own mean from the angle. "auto": on for gene inputs (searched on PCs of
-    # z-scored genes), off for embeddings (``use_rep``), on which it split (DEFAULT below).
+    # Under cosine similarity, a class's offset from the global centre on an axis of its own (``offset_axis`` of
+    # :func:`~.neighbors.within_group_neighbors`): in place it hides the variation along it. "auto": :meth:`resolved`.
     neighbor_offset_axis: bool | Literal["auto"] = False
-    # What the classifier sees and where neighbours are searched: the selected genes themselves (paper) or
-    # their top ``n_pcs`` principal components (a fixed linear first layer of the classifier). ``None`` picks
-    # ``max(10, K_F + 1)``: K_F classes differ along at most K_F − 1 directions, and further components
-    # mostly add noise to the neighbour search (pbmc3k: ACC 95.5 with 10 PCs, 94.5 with 18). Not capped: a
-    # subtype of 25 cells among 20,000 adds little variance, so its direction ranks low (sim-27x83, K_F = 83:
-    # ACC 83.8 with 50 PCs, 91.6 with 84).
-    # "within": principal axes of the variation inside the coarse classes (pooled within-class covariance),
-    # after the axes between the class means; neighbours are searched on the within-class axes.
-    representation: Literal["genes", "pca", "within"] = "genes"
+    # What the classifier sees and where neighbours are searched: the genes (paper) or their top ``n_pcs``
+    # principal components. None: ``max(10, K_F + 1)``, as K_F classes differ along at most K_F − 1 directions.
+    representation: Literal["genes", "pca"] = "genes"
     n_pcs: int | None = None
     # Before PCA, z-score each gene and clip at ±max_value (scanpy's ``pp.scale``).
     standardize: bool = True
     max_value: float | None = 10.0
     n_sampled_neighbors: int = 5
-    # Where the within-class neighbours are searched. "representation": in what the classifier sees (the genes,
-    # or their PCs above). "class_pca": on the top ``class_pcs`` PCs of the features z-scored inside each coarse
-    # class, so that the few genes that vary within a class are not drowned by those that tell classes apart
-    # (sim-panel 77.5 / 71.0 → 91.2 / 87.0, 3 seeds, but a 33-gene check panel −4.0 / −7.0 and, with 2,000 genes,
-    # sim-hard 77.9 → 69.8: a purer graph trained worse). "combined": the representation's PCs next to the
-    # class's own ``class_pcs`` PCs, every column of equal weight on average (:func:`~.pca.combined_scores`): the
-    # global PCs estimate the programmes shared across classes from all cells, the class's own see what varies
-    # only inside it. "auto": "combined" on gene inputs (whole transcriptomes and panels) of at most
-    # ``class_pcs_max_cells`` cells, "representation" on embeddings and larger inputs (DEFAULT below).
+    # Where within-class neighbours are searched: in what the classifier sees ("representation"), on the top
+    # ``class_pcs`` PCs computed inside each class ("class_pca"), or both side by side ("combined",
+    # :func:`~.pca.combined_scores`: the global PCs see programmes shared across classes, a class's own what varies
+    # only inside it). "auto": see :meth:`resolved`.
     neighbor_space: Literal["representation", "class_pca", "combined", "auto"] = "representation"
     class_pcs: int = 10
-    # "auto" (neighbor_space, warm_start_clustering) keeps the representation's neighbours and k-means starts
-    # above this many cells: each class's PCs cost an eigendecomposition of its gene covariance (39 s for 27
-    # classes and 100,000 cells × 2,000 genes on 2 CPU cores), and on bench/scale.py's 100,000-cell simulation
-    # they lost (ACC / ARI 99.2 / 99.5 → 98.0 / 98.1, total 68.5 → 100.1 s, same machine and day; 2026-12-02).
+    # Above this many cells "auto" skips the class PCs and spectral starts: they cost an eigendecomposition per
+    # class and lost on a 100,000-cell simulation (docs/notes.md, "Neighbours").
     class_pcs_max_cells: int | None = 50_000
     ema_decay: float = 0.99
     # Soft → hard targets (cosine) and the balance weight λ_M both act during this first part of training.
@@ -124,61 +99,36 @@ class FalconConfig:
     # classifier only reflects coarse class sizes and locks in arbitrary splits.
     first_solve_fraction: float = 0.0
     relationship_init: Literal["random", "proportional"] = "random"
-    # How many fine classes each coarse class gets at the start (with relationship_init="proportional"):
-    # "size" = in proportion to class sizes; "structure" = where splitting the class's cells into one more
-    # cluster gains most over structure-free data of the same spread (see :mod:`.allocation`).
+    # Fine classes per coarse class at the start (relationship_init="proportional"): in proportion to class size,
+    # or where one more k-means cluster gains most over structure-free data (:mod:`.allocation`).
     allocation: Literal["size", "structure"] = "size"
-    # Start from k-means inside each coarse class (with the initial M's counts): the classifier is first fitted
-    # to that partition for ``warm_start_steps`` steps, and FALCON refines it.
-    # "alternate": every second restart starts cold (random classifier, M from class sizes) and the restarts'
-    # objective decides, so a poor k-means start cannot decide the result.
-    # With several datasets the allocation and k-means use the first dataset's taxonomy (the other datasets'
-    # cells take its nearest class) and the other datasets' M follow from where the k-means classes fall
-    # (:func:`~.allocation.joint_start`).
+    # Fit the classifier first to a partition of each coarse class under the initial M (``warm_start_steps``
+    # steps); "alternate" starts every second restart cold. Several datasets: :func:`~.allocation.joint_start`.
     warm_start: Literal["none", "kmeans", "alternate"] = "none"
-    # How a warm start partitions each coarse class: "kmeans" on the representation, or "spectral" clustering of
-    # the within-class neighbour graph (:func:`~.allocation.spectral_within_classes`). Runs on several datasets
-    # always use k-means (:func:`~.allocation.joint_start`).
-    # "auto": "spectral" where neighbor_space "auto" takes "combined" (whole transcriptomes of at most
-    # ``class_pcs_max_cells`` cells), else "kmeans" (DEFAULT below).
+    # How a warm start partitions each class: k-means on the representation or spectral clustering of the
+    # neighbour graph (several datasets: always k-means). "auto": see :meth:`resolved`.
     warm_start_clustering: Literal["kmeans", "spectral", "auto"] = "kmeans"
     warm_start_steps: int = 300
-    # Fine classes left with fewer than max(5, min_subtype_share · n) cells are re-seeded where a subtype
-    # splits most clearly, and FALCON is run again from there (kept if its objective is lower), at most
-    # ``reseed_rounds`` times.
-    reseed_rounds: int = 0
-    min_subtype_share: float = 0.001
-    # Independent runs from different seeds; the one with the lowest final objective is kept. That objective
-    # uses λ3 = ``restart_lambda_reg`` (None: ``lambda_reg``).
+    # Independent runs from different seeds; the one with the lowest final objective (at the paper's λ3, see
+    # :mod:`.objective`) is kept.
     n_restarts: int = 1
-    restart_lambda_reg: float | None = None
-    # Above this many cells a single run is made (None: no limit): with ``n_restarts`` > 1, restarts multiply
-    # the cost, which on large inputs is minutes on a CPU.
-    restart_max_cells: int | None = None
     # Within-class neighbours: classes larger than this are searched approximately (NN-descent) on the CPU,
     # with the recall measured on a sample; None = always exact. CUDA searches every class exactly.
     knn_exact_max_cells: int | None = None
-    # On CUDA (one process), replay each training step as a captured CUDA graph: same computation, far less
-    # launch overhead.
+    # On CUDA (one process), replay each training step as a captured CUDA graph: less launch overhead.
     cuda_graphs: bool = True
     # dtype of the classifier input kept on the device ("float16"/"bfloat16" halve its memory).
     storage_dtype: Literal["float32", "float16", "bfloat16"] = "float32"
-    # On CUDA, run the networks' forward passes under bfloat16 autocast (losses stay float32). Pays off for
-    # convolutional backbones; the small MLP is launch-bound and gains nothing.
+    # On CUDA, forward passes under bfloat16 autocast (losses stay float32): for convolutional backbones.
     mixed_precision: bool = False
-    # CPU threads of k-means and the training steps (PCA and neighbours take ``n_jobs``, see :mod:`.threads`).
-    # More are faster alone but collapse when another process competes for the cores: 20k cells, 1,500 steps
-    # of batch 1024 on 2 cores trained in 16 s with 2 threads and 25.5 s with 1 alone, but in 230 s with 2
-    # threads and 21 s with 1 when two runs shared the cores.
+    # CPU threads of k-means and the training steps (PCA and neighbours take ``n_jobs``): more are faster alone
+    # but collapse tenfold when another process competes for the cores (docs/notes.md, "Speed").
     training_threads: int = 1
-    # Coarse-label check after training (see :mod:`.label_check`): each cell's coarse mass averaged over this
-    # many nearest cells of any coarse class (0 = no check).
+    # Coarse-label check (:mod:`.label_check`): neighbours of any class a cell's coarse mass is averaged over (0: none).
     coarse_check_neighbors: int = 15
-    # Null draws of the test of each subtype's split against a structure-free Gaussian (see :mod:`.support`);
-    # 0 = no test.
+    # Null draws of each subtype's split test (:mod:`.support`); 0 = no test.
     support_null_draws: int = 19
-    # Divergence guard: on a non-finite loss, restore the last good state and halve the learning rate.
-    max_recoveries: int = 3
+    # Seconds the exact M-step solver may take before it stops with an error.
     solver_time_limit: float = 60.0
 
     def __post_init__(self) -> None:
@@ -191,47 +141,40 @@ class FalconConfig:
                 "neighbours sampled per step are drawn from the n_neighbors found. Lower it or raise n_neighbors."
             )
 
-    def min_subtype_cells(self, n_cells: int) -> int:
-        """Fewest cells a subtype of a run on ``n_cells`` cells may hold before it counts as (nearly) empty:
-        ``max(5, ⌈min_subtype_share · n_cells⌉)``."""
-        return max(5, int(np.ceil(self.min_subtype_share * n_cells)))
+    def resolved(self, *, n_genes: int | None, n_cells: int) -> FalconConfig:
+        """This config with every ``"auto"`` decided for an input of ``n_cells`` cells and ``n_genes`` genes
+        (``None``: an embedding, ``use_rep`` or image features, never a panel). Each entry point calls it once; the
+        engine refuses a config that still says ``"auto"``.
 
-    def resolved_neighbor_space(self, n_features: int | None, n_cells: int) -> str:
-        """The neighbour space for ``n_cells`` cells of ``n_features`` genes (None: an embedding)."""
-        if self.neighbor_space != "auto":
-            return self.neighbor_space
-        return "combined" if n_features is not None and self._class_pcs_affordable(n_cells) else "representation"
+        - ``neighbor_space``: ``"combined"`` on gene inputs of at most ``class_pcs_max_cells`` cells, else
+          ``"representation"``;
+        - ``warm_start_clustering``: ``"spectral"`` on whole transcriptomes of at most ``class_pcs_max_cells`` cells,
+          else ``"kmeans"``;
+        - ``neighbor_metric``: ``"euclidean"`` on whole transcriptomes, ``"cosine"`` on panels and embeddings;
+        - ``neighbor_offset_axis``: on for gene inputs, off for embeddings.
+        """
+        affordable = self.class_pcs_max_cells is None or n_cells <= self.class_pcs_max_cells
+        genes, whole = n_genes is not None, is_whole_transcriptome(n_genes)
+        decided = {
+            "neighbor_space": "combined" if genes and affordable else "representation",
+            "warm_start_clustering": "spectral" if whole and affordable else "kmeans",
+            "neighbor_metric": "euclidean" if whole else "cosine",
+            "neighbor_offset_axis": genes,
+        }
+        return self.replace(**{name: value for name, value in decided.items() if getattr(self, name) == "auto"})
 
-    def resolved_warm_start_clustering(self, n_features: int | None, n_cells: int) -> str:
-        """How warm starts partition each class, for ``n_cells`` cells of ``n_features`` genes (None: an
-        embedding): spectral clustering of the neighbour graph on whole transcriptomes of at most
-        ``class_pcs_max_cells`` cells, k-means otherwise."""
-        if self.warm_start_clustering != "auto":
-            return self.warm_start_clustering
-        return "spectral" if is_whole_transcriptome(n_features) and self._class_pcs_affordable(n_cells) else "kmeans"
+    def unresolved(self) -> list[str]:
+        """The options that still say ``"auto"`` (see :meth:`resolved`)."""
+        return [
+            f.name
+            for f in dataclasses.fields(self)
+            if isinstance(getattr(self, f.name), str) and getattr(self, f.name) == "auto"
+        ]
 
-    def reads_genes_through_pcs(self, n_features: int, n_cells: int) -> bool:
-        """Whether a run on ``n_cells`` cells of ``n_features`` genes uses the gene matrix only through its global
-        PCs (``representation="pca"``, neighbours not on class PCs): then it can be read in row blocks."""
-        space = self.resolved_neighbor_space(n_features, n_cells)
-        return self.representation == "pca" and space not in ("class_pca", "combined")
-
-    def _class_pcs_affordable(self, n_cells: int) -> bool:
-        """Whether "auto" takes the class PCs (and, on whole transcriptomes, spectral starts) for ``n_cells``."""
-        return self.class_pcs_max_cells is None or n_cells <= self.class_pcs_max_cells
-
-    def resolved_neighbor_metric(self, n_features: int | None) -> str:
-        """The neighbour metric for an input of ``n_features`` genes (None: an embedding, never a panel)."""
-        if self.neighbor_metric != "auto":
-            return self.neighbor_metric
-        return "euclidean" if is_whole_transcriptome(n_features) else "cosine"
-
-    def resolved_neighbor_offset_axis(self, n_features: int | None) -> bool:
-        """Whether cosine searches put each class's offset on an axis of its own, for an input of ``n_features``
-        genes (None: an embedding)."""
-        if self.neighbor_offset_axis != "auto":
-            return self.neighbor_offset_axis
-        return n_features is not None
+    def reads_genes_through_pcs(self) -> bool:
+        """Whether a run uses the gene matrix only through its global PCs (``representation="pca"``, neighbours not
+        on class PCs), so that it can be read in row blocks. For a resolved config."""
+        return self.representation == "pca" and self.neighbor_space not in ("class_pca", "combined")
 
     def replace(self, **changes: Any) -> FalconConfig:
         """A copy with ``changes`` applied; unknown names raise a :class:`TypeError` listing valid ones."""
@@ -264,7 +207,6 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "grad_clip": _POSITIVE,
     "min_steps_per_epoch": _AT_LEAST_ONE,
     "min_total_steps": _NON_NEGATIVE,
-    "max_total_steps": _AT_LEAST_ONE,
     "lambda_coarse": _NON_NEGATIVE,
     "lambda_consistency": _NON_NEGATIVE,
     "lambda_reg": _NON_NEGATIVE,
@@ -286,13 +228,8 @@ _RANGES: dict[str, tuple[float | None, float | None, bool, bool]] = {
     "min_solves_per_epoch": _NON_NEGATIVE,
     "first_solve_fraction": _FRACTION_BELOW_ONE,
     "warm_start_steps": _NON_NEGATIVE,
-    "reseed_rounds": _NON_NEGATIVE,
-    "min_subtype_share": _FRACTION_BELOW_ONE,
     "n_restarts": _AT_LEAST_ONE,
-    "restart_lambda_reg": _NON_NEGATIVE,
-    "restart_max_cells": _AT_LEAST_ONE,
     "knn_exact_max_cells": _AT_LEAST_ONE,
-    "max_recoveries": _NON_NEGATIVE,
     "training_threads": _AT_LEAST_ONE,
     "solver_time_limit": _POSITIVE,
 }
@@ -345,58 +282,8 @@ def _checked(name: str, value: Any, kind: Any) -> Any:
 #: The published single-cell recipe (paper, Table/appendix configuration), unchanged.
 PAPER = FalconConfig()
 
-#: Our defaults. Each change was measured against PAPER on real data first (docs/notes.md has every try with its
-#: numbers and command; bench/accuracy.py the tables). ACC / ARI are 3-seed means on the 2-core CPU.
-#: - a step budget (≥ 8 steps per epoch, ≥ 300 steps) with an EMA teacher of decay 0.95: 10 epochs of 2,638 cells
-#:   are only 20–30 steps. Neighbour consistency spreads labels through the graph at the pace of the teacher
-#:   (time constant 1 / (1 − decay) steps), so the floor is 15 teacher time constants; above ~31,000 cells the
-#:   paper's 10 epochs are longer and apply. 1,500 steps at decay 0.99 (the previous default) gave the same
-#:   results on every real dataset (pbmc3k 96.9 / 91.9 → 97.0 / 92.2; its panels, Zeisel, pbmc68k within 0.5)
-#:   at a fifth of the training time; 400 steps at 0.99 lost (pbmc3k 94.3 / 85.0);
-#: - classifier and neighbour search on the top PCs of z-scored genes (K_F + 1 of them, at least 10): kNN
-#:   purity 73 % (genes) → 95 % on pbmc3k, and much faster steps;
-#: - L_conf only on cells the teacher is confident about (> 0.9): otherwise the first hard targets send every
-#:   cell of a coarse class to the same fine class and training never leaves that collapse;
-#: - the marginal prior follows M (each coarse class split evenly over its fine classes): the uniform prior
-#:   asks a 14-cell class to fill 1/K_F of the cells;
-#: - L_reg as KL(prior ‖ p̄) with λ3 = 1 in the soft phase, then 0.2: the paper's KL(p̄ ‖ prior) lets fine
-#:   classes empty (two true subtypes then share one class), while a strong prior kept to the end moves
-#:   boundaries between unequal subtypes (pbmc3k: 480 CD14 vs 162 FCGR3A monocytes) towards equal sizes;
-#: - M starts from the structure allocation (each fine class to the coarse class whose cells gain most from
-#:   one more k-means cluster over a structure-free null) and is first re-solved after the soft phase: solves
-#:   on an untrained classifier's predictions only reflect class sizes and lock in arbitrary splits, and M
-#:   rarely moves later, so where it starts is where subtypes are looked for (sim-8x20: the true tree, where
-#:   the size split was 4 edits off);
-#: - a warm start from a partition of each coarse class under that M (k-means; spectral clustering of the
-#:   neighbour graph on whole transcriptomes), and one run. Restarts (``n_restarts``, compared on the objective
-#:   with λ3 = ``restart_lambda_reg``) paid nothing on real data and the cold ones collapsed: Zeisel kept a cold
-#:   restart with 10 of 47 subtypes populated (ACC / ARI / macro 40.0 / 41.9 / 16.2) where the warm run alone
-#:   populates 42 (42.6 / 34.7 / 29.6); pbmc3k and its panels gave the same labels at a third of the time;
-#: - gradient clipping at norm 5 (one paper-preset seed diverged at lr 0.1);
-#: - approximate kNN on the CPU for classes above 100,000 cells (exact search there costs about a minute per
-#:   class on 2 cores; NN-descent a few seconds after a one-off ~45 s compilation).
-#: - within-class neighbours by Euclidean distance on whole-transcriptome inputs (``neighbor_metric="auto"``):
-#:   cosine similarity cannot see where a cell lies along its coarse class's offset from the global centre.
-#:   3 seeds, ACC / ARI: pbmc3k 95.2 / 87.7 → 96.6 / 90.8. Panels keep cosine (−1.9 / −2.5 over 18 simulated
-#:   runs with 33 to 300 genes), embeddings too (−0.3 / −0.2 over 5; bench/neighbor_metric.py).
-#: - within-class neighbours searched on the global PCs next to the class's own 10 PCs (``neighbor_space="auto"``
-#:   → "combined", :func:`~.pca.combined_scores`) for gene inputs of at most 50,000 cells
-#:   (``class_pcs_max_cells``), and on whole transcriptomes warm starts from spectral clustering of that graph
-#:   (``warm_start_clustering="auto"``). Whole transcriptomes (Euclidean): pbmc3k 96.6 / 90.8 → 96.9 / 91.9.
-#:   Panels (cosine): Zeisel 42.1 / 34.6 → 43.0 / 33.5, macro ACC 29.2 → 33.8, populated subtypes 39 → 43 of 47;
-#:   pbmc3k as 40-, 100- and 300-gene panels +0.0 / +0.5, −0.7 / −1.0, −0.5 / −0.1; calibrated check panels
-#:   (2 seeds) 33 genes +2.2 / +1.4, 100 genes +1.0 / +0.4, 300 genes −3.1 / −1.6. Spectral starts stay off
-#:   panels (−3 to −7 on the pbmc3k panels).
-#: - under cosine similarity, each class's offset from the global centre on an axis of its own
-#:   (``neighbor_offset_axis``; 3 seeds, ACC / ARI): Zeisel 43.0 / 33.5 → 44.6 / 39.6; pbmc3k as 40-, 100- and
-#:   300-gene panels −1.0 / −0.9, +0.2 / +0.2, −0.1 / −0.6. Off for embeddings, where it split: +0.2 to +6.6 on
-#:   PCs of z-scored genes, −0.5 / −1.1 (pbmc3k), −0.5 / −0.5 (pbmc68k's stored PCs) and −4.5 / −8.3 (Zeisel) on
-#:   PCs of unscaled log data.
-#: - fewer neighbours in a coarse class of small subtypes (``neighbor_share``: at most 0.35 of its cells per fine
-#:   class, at least ``n_sampled_neighbors``; 3 seeds): Zeisel ACC / ARI 44.6 / 39.6 → 45.2 / 39.7, macro ACC
-#:   34.5 → 36.0, populated subtypes 43.0 → 44.0 of 47 (seeds 3–5: macro 32.6 → 35.5); pbmc3k and its panels
-#:   unchanged (no class there has small subtypes), pbmc68k 76.2 / 74.5 → 76.3 / 74.5. Shares 0.25 and 0.5 gave
-#:   Zeisel macro 36.4 and 35.1; 0.75 changed nothing there.
+#: Our defaults: the same method with what measurements on real cells showed to matter. docs/presets.md lists each
+#: change from PAPER and why; docs/notes.md has every measurement with its command.
 DEFAULT = PAPER.replace(
     min_steps_per_epoch=8,
     min_total_steps=300,
@@ -414,8 +301,6 @@ DEFAULT = PAPER.replace(
     first_solve_fraction=0.3,
     grad_clip=5.0,
     lambda_consistency=1.0,
-    restart_lambda_reg=0.5,
-    restart_max_cells=50_000,
     knn_exact_max_cells=100_000,
     neighbor_metric="auto",
     neighbor_offset_axis="auto",

@@ -14,6 +14,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .config import FalconConfig
+
 logger = logging.getLogger(__name__)
 
 #: The neighbour metrics: cosine similarity of the rows, or Euclidean distance between them.
@@ -119,6 +121,40 @@ def within_group_neighbors(
     if recall is not None:
         logger.info("approximate kNN in %d group(s): recall %.3f against exact search", n_approximate, recall)
     return NeighborGraph(indices=indices, n_valid=n_valid, n_approximate_groups=n_approximate, recall=recall)
+
+
+def training_neighbors(
+    search: np.ndarray | torch.Tensor,
+    groups: np.ndarray,
+    config: FalconConfig,
+    fine_per_group: np.ndarray,
+    *,
+    device: str | torch.device = "cpu",
+    exact_max_group: int | None = None,
+    random_state: int = 0,
+) -> NeighborGraph:
+    """The within-group neighbours FALCON trains with: ``config.n_neighbors`` by the config's metric and offset
+    axis (:func:`within_group_neighbors`), fewer in groups of small subtypes when ``config.neighbor_share`` is set
+    (:func:`subtype_neighbor_counts`, ``fine_per_group`` being the fine classes each group starts with). The
+    single-cell engine and the image backend both search this way; ``config`` must be resolved."""
+    graph = within_group_neighbors(
+        search,
+        groups,
+        config.n_neighbors,
+        metric=config.neighbor_metric,
+        offset_axis=config.neighbor_offset_axis,
+        device=device,
+        exact_max_group=exact_max_group,
+        random_state=random_state,
+    )
+    if config.neighbor_share is None:
+        return graph
+    sizes = np.bincount(groups, minlength=len(fine_per_group))
+    counts = subtype_neighbor_counts(
+        sizes, fine_per_group, config.n_neighbors, config.neighbor_share, config.n_sampled_neighbors
+    )
+    logger.info("neighbours per cell in each coarse class: %s", counts.tolist())
+    return fewer_neighbors(graph, groups, counts)
 
 
 def subtype_neighbor_counts(

@@ -36,11 +36,15 @@ def regularizer(config: FalconConfig, mean_probs, relationship: torch.Tensor, co
     return losses.marginal_regularizer(mean_probs, prior, config.marginal_divergence)
 
 
+#: λ3 of the objective that restarts are compared on: the paper's single-cell value, whatever λ3 training used
+#: (a stronger prior would favour the restart whose subtypes are the most even, not the best fit).
+RESTART_LAMBDA_REG = 0.5
+
+
 def weighted_total(config: FalconConfig, coarse, neighbor, confidence, reg, *, lambda_reg: float | None = None):
     """λ1·L_coarse + λ2·(L_NN + L_conf) + λ3·L_reg (λ3 = ``config.lambda_reg`` unless given).
 
-    Training relaxes λ3 late (:meth:`Schedule.lambda_reg`); restarts are compared with
-    ``config.restart_lambda_reg``."""
+    Training relaxes λ3 late (:meth:`Schedule.lambda_reg`); restarts are compared at ``RESTART_LAMBDA_REG``."""
     lambda_reg = config.lambda_reg if lambda_reg is None else lambda_reg
     return config.lambda_coarse * coarse + config.lambda_consistency * (neighbor + confidence) + lambda_reg * reg
 
@@ -115,7 +119,7 @@ def _rows(matrix: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
 @torch.no_grad()
 def evaluate(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig, chunk: int = 16384):
     """Labels restricted to each cell's coarse class, their confidence, and the objective's terms on all cells
-    (with λ3 = ``config.restart_lambda_reg``: what restarts are compared on).
+    (with λ3 = ``RESTART_LAMBDA_REG``: what restarts are compared on).
 
     The neighbour term is accumulated over row chunks: all neighbours' probabilities at once would take
     cells × k × K_F floats (6.6 GB for a million cells)."""
@@ -134,7 +138,7 @@ def evaluate(logits, coarse_t, nbr_idx, rel_t, config: FalconConfig, chunk: int 
         "confidence": -log_probs.gather(1, labels[:, None]).mean(),
         "reg": regularizer(config, probs.mean(0), rel_t, coarse_t),
     }
-    terms["total"] = weighted_total(config, **terms, lambda_reg=config.restart_lambda_reg)
+    terms["total"] = weighted_total(config, **terms, lambda_reg=RESTART_LAMBDA_REG)
     objective = {name: float(value) for name, value in terms.items()}
     return (
         probs.cpu().numpy().astype(np.float32, copy=False),

@@ -1,30 +1,25 @@
-"""One FALCON run on arrays: neighbour search, then the alternating optimisation."""
+"""One FALCON run on arrays, in phases: the input's representation, where training starts (the allocation),
+the within-class neighbours, the training runs, and the checks of the result."""
 
 from __future__ import annotations
 
 import dataclasses
 import logging
 import time
+from dataclasses import dataclass
 
 import numpy as np
 import torch
 from sklearn.metrics import adjusted_rand_score
 
 from . import distributed
-from .allocation import (
-    Allocation,
-    initial_counts,
-    joint_start,
-    kmeans_within_classes,
-    reseed_empty,
-    spectral_within_classes,
-)
+from .allocation import Allocation, initial_counts, joint_start, kmeans_within_classes, spectral_within_classes
 from .classifier import FineClassifier
 from .config import FalconConfig
 from .initial_relationship import first_dataset_classes, fixed_relationship, proportional_relationship
 from .label_check import neighbor_coarse_mass
-from .neighbors import fewer_neighbors, subtype_neighbor_counts, within_group_neighbors
-from .pca import class_pca_scores, combined_scores, fit_pca, fit_within_class_pca
+from .neighbors import NeighborGraph, training_neighbors
+from .pca import PCAProjection, class_pca_scores, combined_scores, fit_pca
 from .progress import EpochProgress, epoch_progress
 from .row_blocks import RowBlocks
 from .support import separation_test
@@ -39,49 +34,86 @@ def n_components(config: FalconConfig, n_fine: int) -> int:
     return config.n_pcs if config.n_pcs is not None else max(10, n_fine + 1)
 
 
-def _reseeded(best, x, coarse, graph, scores, timings, config: FalconConfig, n_coarse, random_state, device, progress):
-    """Up to ``config.reseed_rounds`` further runs in which the fine classes that ended with fewer than
-    ``max(5, min_subtype_share · n)`` cells are re-seeded where a subtype splits most clearly
-    (:func:`~.allocation.reseed_empty`): warm-started from that partition and kept if FALCON's objective is
-    lower. This is the move of a fine class from where it is redundant to where it splits real structure, which
-    the M-step alone almost never makes."""
-    min_cells = config.min_subtype_cells(coarse.size)
-    for round_ in range(config.reseed_rounds):
-        plan = reseed_empty(scores, best.labels, best.relationship, min_cells, random_state + round_)
-        if plan is None:
-            break
-        labels, parents = plan
-        order = np.argsort(parents, kind="stable")  # the trainer's initial M lists fine classes by parent
-        new_index = np.empty_like(order)
-        new_index[order] = np.arange(order.size)
-        result = train_falcon(
-            x,
-            coarse,
-            graph,
-            n_fine=parents.size,
-            n_coarse=n_coarse,
-            initial_fine_per_coarse=np.bincount(parents, minlength=n_coarse),
-            initial_labels=new_index[labels],
-            config=config,
-            random_state=random_state + round_ + 1,
-            device=device,
-            progress=progress,
+@dataclass
+class _Representation:
+    """What the classifier sees (``x``), the scores the allocation and warm starts work on, where neighbours are
+    searched, and the PCA that maps genes to ``x`` (None when the classifier sees the input itself)."""
+
+    x: torch.Tensor | RowBlocks
+    scores: torch.Tensor | RowBlocks
+    search: torch.Tensor | RowBlocks
+    pca: PCAProjection | None
+
+
+@dataclass(frozen=True)
+class _Start:
+    """Where training starts: the allocation (first dataset) as recorded, the counts the first M starts from
+    (the allocation's, else the caller's base), the fine classes of every (dataset, class) group, the M the warm
+    starts partition under, the proxy classes they partition, and whether starts are warm."""
+
+    allocation: Allocation | None
+    counts: np.ndarray | None
+    fine_per_group: np.ndarray
+    relationship: np.ndarray | None
+    proxy: np.ndarray
+    warm: bool
+    single: bool
+
+
+def _check_config(config: FalconConfig, fixed, coarse_blocks) -> None:
+    """Refuse a config the engine cannot run: unresolved ``"auto"`` options, or a warm start without the M it
+    starts from."""
+    if config.unresolved():
+        raise ValueError(
+            f"The config still says 'auto' for {config.unresolved()}: decide them for your input with "
+            "config.resolved(n_genes=..., n_cells=...) (n_genes=None for an embedding) before calling the engine."
         )
-        for stage, seconds in result.timings.items():
-            timings[stage] = timings.get(stage, 0.0) + seconds
-        kept = result.objective["total"] < best.objective["total"]
-        logger.info(
-            "re-seeded %d subtype(s) with < %d cells: objective %.4f vs %.4f (%s)",
-            int((np.bincount(best.labels, minlength=parents.size) < min_cells).sum()),
-            min_cells,
-            result.objective["total"],
-            best.objective["total"],
-            "kept" if kept else "not kept",
+    single = coarse_blocks is None or len(coarse_blocks) == 1
+    warm = config.warm_start != "none" and (single or fixed is None)
+    if warm and fixed is None and config.relationship_init != "proportional":
+        raise ValueError("warm_start needs relationship_init='proportional' (the M it starts from).")
+
+
+def _check_streamable(config: FalconConfig) -> None:
+    """A row-block source is only ever read through its PCs: refuse settings that need the matrix itself."""
+    if not config.reads_genes_through_pcs():
+        raise ValueError(
+            f"A matrix read in row blocks is used through its principal components, but representation="
+            f"{config.representation!r} and neighbor_space={config.neighbor_space!r} need it whole. Use "
+            "representation='pca' with neighbor_space='representation', or pass the matrix in memory."
         )
-        if not kept:
-            break
-        best = result
-    return best
+
+
+def _representation(data, coarse: np.ndarray, n_fine: int, config: FalconConfig, device) -> _Representation:
+    """The classifier's input and the neighbour search space (``config.representation``,
+    ``config.neighbor_space``). With PCA, the gene matrix is dropped once projected (unless the caller holds it)."""
+    if isinstance(data, RowBlocks):
+        _check_streamable(config)
+        x = data
+    else:
+        x = torch.as_tensor(data).to(device)
+        if not x.is_floating_point():
+            x = x.float()
+    # Global PCs spend most of their variance on what tells the coarse classes apart, so neighbours may also be
+    # searched on PCs computed inside each class.
+    class_scores = None
+    if config.neighbor_space in ("class_pca", "combined"):
+        class_scores = class_pca_scores(x, coarse, config.class_pcs, max_value=config.max_value)
+        logger.info("neighbours searched on %d PCs computed inside each coarse class", config.class_pcs)
+    pca = None
+    scores = x
+    if config.representation == "pca":
+        pca = fit_pca(x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value)
+        scores = pca.transform(x)
+        # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP whose
+        # inputs vary little along them keeps all cells of a coarse class at the same prediction. (Neighbours
+        # stay on the unwhitened scores, where cosine similarity is far less noisy.)
+        x = pca.whiten(scores)
+    if config.neighbor_space == "combined":
+        search = combined_scores(torch.as_tensor(scores), class_scores, coarse)
+    else:
+        search = scores if class_scores is None else class_scores
+    return _Representation(x, scores, search, pca)
 
 
 def _fine_per_group(
@@ -99,15 +131,75 @@ def _fine_per_group(
     return counts
 
 
-def _check_streamable(config: FalconConfig, *, n_features: int, n_cells: int) -> None:
-    """A row-block source is only ever read through its PCs: refuse settings that need the matrix itself."""
-    if not config.reads_genes_through_pcs(n_features, n_cells):
-        space = config.resolved_neighbor_space(n_features, n_cells)
-        raise ValueError(
-            f"A matrix read in row blocks is used through its principal components, but representation="
-            f"{config.representation!r} and neighbor_space={space!r} need it whole. Use representation='pca' "
-            "with neighbor_space='representation', or pass the matrix in memory."
+def _start(rep: _Representation, coarse, n_coarse, n_fine, fixed, coarse_blocks, base, config, random_state) -> _Start:
+    """How many fine classes each coarse class starts with (the allocation, or a fixed M's counts).
+
+    Several datasets: the allocation and the warm starts run on the first dataset's taxonomy, into which every
+    other dataset's cells are placed by their nearest class (:func:`~.allocation.joint_start` derives the other
+    datasets' M from that)."""
+    single = coarse_blocks is None or len(coarse_blocks) == 1
+    warm = config.warm_start != "none" and (single or fixed is None)
+    n_first = n_coarse if single else coarse_blocks[0]
+    proxy = coarse
+    if not single and warm:
+        proxy = first_dataset_classes(rep.x, torch.as_tensor(coarse), n_first).cpu().numpy()
+    allocation, counts = None, base
+    if fixed is not None:
+        allocation = Allocation.given(np.asarray(fixed).astype(bool).sum(0)[:n_first])
+    elif warm or (single and config.allocation != "size"):
+        allocation = initial_counts(rep.scores, proxy, n_first, n_fine, config, base, random_state)
+        counts = allocation.counts
+        logger.info("initial fine classes per coarse class (%s): %s", config.allocation, counts.tolist())
+    fine_per_group = _fine_per_group(np.bincount(coarse, minlength=n_coarse), n_fine, fixed, counts, coarse_blocks)
+    relationship = fixed if fixed is not None else (fixed_relationship(counts) if warm else None)
+    return _Start(allocation, counts, fine_per_group, relationship, proxy, warm, single)
+
+
+def _initial(
+    start: _Start, rep: _Representation, graph: NeighborGraph, coarse, coarse_blocks, base, restart, seed, config
+) -> dict:
+    """How one restart starts: warm (a partition of each class under the allocated M) or cold (random classifier,
+    M from class sizes); ``warm_start="alternate"`` makes every second restart cold."""
+    if not start.warm or (config.warm_start == "alternate" and restart % 2 == 1):
+        counts = start.counts if config.warm_start == "none" else base
+        return {"initial_fine_per_coarse": counts, "initial_labels": None}
+    if not start.single:
+        relationship, labels = joint_start(
+            rep.scores, coarse, start.proxy, start.relationship, tuple(coarse_blocks), seed,
+            time_limit=config.solver_time_limit,
+        )  # fmt: skip
+        return {"start_relationship": relationship, "initial_labels": labels}
+    if config.warm_start_clustering == "spectral":
+        labels = spectral_within_classes(graph, coarse, start.relationship, seed)
+    else:
+        labels = kmeans_within_classes(rep.scores, coarse, start.relationship, seed)
+    return {"initial_fine_per_coarse": start.counts, "initial_labels": labels}
+
+
+def _checks(best: FalconResult, rep: _Representation, coarse, coarse_blocks, n_coarse, config, threads, seed) -> dict:
+    """The checks of the kept run: each cell's neighbours' coarse mass (the coarse-label check) and each subtype's
+    split against a structure-free null, with their times."""
+    found, timings = {"neighbor_coarse_mass": None, "separation": None}, {}
+    if config.coarse_check_neighbors > 0:
+        t0 = time.perf_counter()
+        with cpu_threads(threads):
+            dataset_of_cell = np.searchsorted(np.cumsum(coarse_blocks or [n_coarse]), coarse, side="right")
+            found["neighbor_coarse_mass"] = neighbor_coarse_mass(
+                rep.scores, best.probs, best.relationship, coarse, dataset_of_cell, config.coarse_check_neighbors, seed
+            )
+        timings["coarse_check"] = time.perf_counter() - t0
+    if config.support_null_draws > 0:
+        t0 = time.perf_counter()
+        statistic, p_value = separation_test(
+            torch.as_tensor(rep.scores).float().cpu().numpy(),
+            best.labels,
+            best.relationship.argmax(1),
+            n_null=config.support_null_draws,
+            random_state=seed,
         )
+        found["separation"] = np.column_stack([statistic, p_value])
+        timings["separation_test"] = time.perf_counter() - t0
+    return {**found, "timings": timings}
 
 
 def run_falcon(
@@ -127,25 +219,24 @@ def run_falcon(
 ) -> FalconResult:
     """FALCON on a dense ``(n_cells, n_features)`` matrix and integer coarse labels in ``[0, n_coarse)``.
 
-    ``data`` may already be a tensor on ``device`` (any float dtype); it is not copied then, and with
-    ``representation="pca"`` only its principal-component scores are kept once they are computed. It may also be
-    a :class:`~falcon_sc.core.row_blocks.RowBlocks` source, a matrix never held whole (``representation="pca"`` and
+    ``config`` must be resolved for the input (:meth:`~.config.FalconConfig.resolved`). ``data`` may already be a
+    tensor on ``device`` (any float dtype); it is not copied then, and with ``representation="pca"`` only its
+    principal-component scores are kept once they are computed. It may also be a
+    :class:`~falcon_sc.core.row_blocks.RowBlocks` source, a matrix never held whole (``representation="pca"`` and
     neighbours on those PCs): PCs are fitted and every cell projected in passes over its blocks, and the rest of
     the run holds only per-cell arrays (scores, neighbours, probabilities).
 
     With ``config.representation == "pca"`` the matrix is first projected on its top principal components
     (``n_components``; of z-scored features when ``config.standardize``), which the classifier then sees
-    and in which neighbours are searched (by cosine similarity, within each coarse class). ``fixed`` (a
-    ``(K_F, K_C)`` relationship) keeps M constant; otherwise M is learned. ``coarse_blocks`` splits the coarse
-    labels into datasets with their own taxonomies (see :func:`~falcon_sc.core.train_falcon`); neighbours are then
-    searched within each (dataset, coarse class), since every such pair has its own label.
-    ``initial_fine_per_coarse`` seeds the initial M (see :func:`~falcon_sc.core.train_falcon`).
+    and in which neighbours are searched (within each coarse class). ``fixed`` (a ``(K_F, K_C)`` relationship)
+    keeps M constant; otherwise M is learned. ``coarse_blocks`` splits the coarse labels into datasets with their
+    own taxonomies (see :func:`~falcon_sc.core.train_falcon`); neighbours are then searched within each (dataset,
+    coarse class), since every such pair has its own label. ``initial_fine_per_coarse`` seeds the allocation.
 
     With ``config.n_restarts > 1`` the alternating optimisation runs that many times from different seeds
-    (the first is ``random_state``) and the run with the lowest final objective (λ3 =
-    ``config.restart_lambda_reg``) is kept: the objective is FALCON's own, so the choice uses no fine labels.
-    Above ``config.restart_max_cells`` cells a single run is made. ``restart_agreement`` of the result is the
-    mean adjusted Rand index between the fine labels of every two restarts.
+    (the first is ``random_state``) and the run with the lowest final objective is kept: the objective is FALCON's
+    own, so the choice uses no fine labels. ``restart_agreement`` of the result is the mean adjusted Rand index
+    between the fine labels of every two restarts.
 
     ``n_jobs`` threads (``None``: one below ``core.threads.PARALLEL_MIN_CELLS`` cells, torch's current setting
     above; ``-1``: every core) compute the PCA and the neighbour search on the CPU; k-means and training run on
@@ -153,149 +244,47 @@ def run_falcon(
     afterwards. ``progress`` shows one bar over the epochs of every run (``True``), none (``False``), or adds them
     to a caller's :class:`~falcon_sc.core.progress.EpochProgress`.
     """
+    _check_config(config, fixed, coarse_blocks)
     threads = feature_threads(n_jobs, len(coarse))
-    # one bar over every run of this call (restarts, re-seeded runs) unless the caller shares one
     main_process = distributed.world()[0] == 0
     with cpu_threads(config.training_threads), epoch_progress(progress, main_process=main_process) as bar:
         device = torch.device(device)
         t0 = time.perf_counter()
-        # PCA and the neighbour search: large matrix products, which gain from the threads the caller allows
+        with cpu_threads(threads):  # PCA: large matrix products, which gain from the threads the caller allows
+            rep = _representation(data, coarse, n_fine, config, device)
+        del data  # the gene matrix is no longer needed (frees it unless the caller holds it)
+        t_representation = time.perf_counter() - t0
+
+        t0 = time.perf_counter()
+        base = initial_fine_per_coarse
+        start = _start(rep, coarse, n_coarse, n_fine, fixed, coarse_blocks, base, config, random_state)
+        timings: dict[str, float] = {"start": time.perf_counter() - t0}  # the allocation and every restart's start
+
+        t0 = time.perf_counter()
         with cpu_threads(threads):
-            if isinstance(data, RowBlocks):
-                _check_streamable(config, n_features=data.shape[1], n_cells=len(coarse))
-                x = data
-            else:
-                x = torch.as_tensor(data).to(device)
-                if not x.is_floating_point():
-                    x = x.float()
             # CUDA searches every class exactly; on the CPU very large classes are searched approximately.
             exact_max = None if device.type == "cuda" else config.knn_exact_max_cells
-            knn = dict(device=device, exact_max_group=exact_max, random_state=random_state)
-            pca = None
-            # Global PCs spend most of their variance on what tells the coarse classes apart, so neighbours may
-            # also be searched on PCs computed inside each class (neighbor_space, see config).
-            n_features = x.shape[1]
-            space = config.resolved_neighbor_space(n_features, len(coarse))
-            clustering = config.resolved_warm_start_clustering(n_features, len(coarse))
-            class_scores = None
-            if space in ("class_pca", "combined"):
-                class_scores = class_pca_scores(x, coarse, config.class_pcs, max_value=config.max_value)
-                logger.info(
-                    "neighbours searched on %d PCs computed inside each coarse class%s",
-                    config.class_pcs,
-                    " next to the global ones" if space == "combined" else "",
-                )
-            if config.representation == "pca":
-                pca = fit_pca(
-                    x, n_components(config, n_fine), standardize=config.standardize, max_value=config.max_value
-                )
-                scores = pca.transform(x)
-                del x, data  # the gene matrix is no longer needed (frees it unless the caller holds it)
-                # The classifier sees whitened scores: the weaker components carry the fine structure, and an MLP
-                # whose inputs vary little along them keeps all cells of a coarse class at the same prediction.
-                # (Neighbours stay on the unwhitened scores, where cosine similarity is far less noisy.)
-                x = pca.whiten(scores)
-            elif config.representation == "within":
-                fit = fit_within_class_pca(
-                    x,
-                    torch.as_tensor(coarse),
-                    n_components(config, n_fine),
-                    standardize=config.standardize,
-                    max_value=config.max_value,
-                )
-                pca, scores = fit.projection, fit.within_scores
-                x = pca.whiten(pca.transform(x))  # drops the gene matrix (unless the caller holds it)
-                del data
-            else:  # "genes"
-                scores = x
-            if space == "combined":
-                search = combined_scores(torch.as_tensor(scores), class_scores, coarse)
-            else:
-                search = scores if class_scores is None else class_scores
-            metric = config.resolved_neighbor_metric(n_features)
-            offset_axis = config.resolved_neighbor_offset_axis(n_features)
-            graph = within_group_neighbors(
-                search, coarse, config.n_neighbors, metric=metric, offset_axis=offset_axis, **knn
-            )
-            del search, class_scores
-        t_knn = time.perf_counter() - t0
+            graph = training_neighbors(
+                rep.search, coarse, config, start.fine_per_group,
+                device=device, exact_max_group=exact_max, random_state=random_state,
+            )  # fmt: skip
+        rep.search = None
+        t_knn = t_representation + time.perf_counter() - t0
         logger.info("within-class neighbours: %.2f s", t_knn)
-        single = coarse_blocks is None or len(coarse_blocks) == 1
-        warm = config.warm_start != "none" and (single or fixed is None)
-        if warm and fixed is None and config.relationship_init != "proportional":
-            raise ValueError("warm_start needs relationship_init='proportional' (the M it starts from).")
-        # Several datasets: allocation and k-means run on the first dataset's taxonomy, into which every other
-        # dataset's cells are placed by their nearest class (joint_start derives the other datasets' M from that).
-        n_first = n_coarse if single else coarse_blocks[0]
-        proxy = (
-            coarse if single or not warm else first_dataset_classes(x, torch.as_tensor(coarse), n_first).cpu().numpy()
-        )
-        warm_counts = initial_fine_per_coarse
-        allocation = None
-        t0 = time.perf_counter()
-        if fixed is None and (warm or (single and config.allocation != "size")):
-            allocation = initial_counts(scores, proxy, n_first, n_fine, config, initial_fine_per_coarse, random_state)
-            warm_counts = allocation.counts
-            logger.info("initial fine classes per coarse class (%s): %s", config.allocation, warm_counts.tolist())
-        elif fixed is not None:
-            allocation = Allocation.given(np.asarray(fixed).astype(bool).sum(0)[:n_first])
-        if config.neighbor_share is not None:
-            sizes = np.bincount(coarse, minlength=n_coarse)
-            fine_per_group = _fine_per_group(sizes, n_fine, fixed, warm_counts, coarse_blocks)
-            counts = subtype_neighbor_counts(
-                sizes, fine_per_group, config.n_neighbors, config.neighbor_share, config.n_sampled_neighbors
-            )
-            graph = fewer_neighbors(graph, coarse, counts)
-            logger.info("neighbours per cell in each coarse class: %s", counts.tolist())
-        start_relationship = fixed if fixed is not None else (fixed_relationship(warm_counts) if warm else None)
-        # "start": the allocation and the warm starts' partitions (summed over restarts)
-        timings: dict[str, float] = {"start": time.perf_counter() - t0}
 
-        def start(restart: int, seed: int) -> dict:
-            """How a restart starts: warm (k-means under the allocated M) or cold (random classifier, M from
-            class sizes); "alternate" makes every second restart cold and lets the objective choose."""
-            if not warm or (config.warm_start == "alternate" and restart % 2 == 1):
-                counts = warm_counts if config.warm_start == "none" else initial_fine_per_coarse
-                return {"initial_fine_per_coarse": counts, "initial_labels": None}
-            if not single:
-                relationship, labels = joint_start(
-                    scores, coarse, proxy, start_relationship, tuple(coarse_blocks), seed,
-                    time_limit=config.solver_time_limit,
-                )  # fmt: skip
-                return {"start_relationship": relationship, "initial_labels": labels}
-            if clustering == "spectral":
-                labels = spectral_within_classes(graph, coarse, start_relationship, seed)
-            else:
-                labels = kmeans_within_classes(scores, coarse, start_relationship, seed)
-            return {"initial_fine_per_coarse": warm_counts, "initial_labels": labels}
-
-        n_restarts = config.n_restarts
-        if config.restart_max_cells is not None and len(coarse) > config.restart_max_cells and n_restarts > 1:
-            logger.info("%d cells > restart_max_cells=%d: one run, no restarts", len(coarse), config.restart_max_cells)
-            n_restarts = 1
         seeds = [random_state] + [
-            int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(n_restarts - 1)
+            int(s.generate_state(1)[0]) for s in np.random.SeedSequence(random_state).spawn(config.n_restarts - 1)
         ]
-        best = None
-        objectives, labels = [], []
+        best, kept, objectives, labels = None, 0, [], []
         for restart, seed in enumerate(seeds):
             t0 = time.perf_counter()
-            how = start(restart, seed)
+            how = _initial(start, rep, graph, coarse, coarse_blocks, base, restart, seed, config)
             timings["start"] += time.perf_counter() - t0
             result = train_falcon(
-                x,
-                coarse,
-                graph,
-                n_fine=n_fine,
-                n_coarse=n_coarse,
-                fixed=fixed,
-                coarse_blocks=coarse_blocks,
-                **how,
-                config=config,
-                random_state=seed,
-                device=device,
-                progress=bar,
-            )
+                rep.x, coarse, graph,
+                n_fine=n_fine, n_coarse=n_coarse, fixed=fixed, coarse_blocks=coarse_blocks, **how,
+                config=config, random_state=seed, device=device, progress=bar,
+            )  # fmt: skip
             objectives.append(result.objective["total"])
             labels.append(result.labels)
             logger.info("restart %d: final objective %.4f", restart, objectives[-1])
@@ -303,46 +292,17 @@ def run_falcon(
                 timings[stage] = timings.get(stage, 0.0) + seconds
             if best is None or objectives[-1] < best.objective["total"]:
                 best, kept = result, restart
-        if config.reseed_rounds > 0 and single and fixed is None:
-            reseeded = _reseeded(best, x, coarse, graph, scores, timings, config, n_coarse, random_state, device, bar)
-            kept = kept if reseeded is best else None  # a re-seeded run is none of the restarts
-            best = reseeded
+
+        checks = _checks(best, rep, coarse, coarse_blocks, n_coarse, config, threads, random_state)
         pairs = [adjusted_rand_score(a, b) for i, a in enumerate(labels) for b in labels[i + 1 :]]
-        mass = None
-        if config.coarse_check_neighbors > 0:
-            t0 = time.perf_counter()
-            with cpu_threads(threads):
-                dataset_of_cell = np.searchsorted(np.cumsum(coarse_blocks or [n_coarse]), coarse, side="right")
-                mass = neighbor_coarse_mass(
-                    scores,
-                    best.probs,
-                    best.relationship,
-                    coarse,
-                    dataset_of_cell,
-                    config.coarse_check_neighbors,
-                    random_state,
-                )
-            timings["coarse_check"] = time.perf_counter() - t0
-        separation = None
-        if config.support_null_draws > 0:
-            t0 = time.perf_counter()
-            statistic, p_value = separation_test(
-                torch.as_tensor(scores).float().cpu().numpy(),
-                best.labels,
-                best.relationship.argmax(1),
-                n_null=config.support_null_draws,
-                random_state=random_state,
-            )
-            separation = np.column_stack([statistic, p_value])
-            timings["separation_test"] = time.perf_counter() - t0
         return dataclasses.replace(
             best,
-            classifier=FineClassifier(best.classifier.network, pca.to("cpu") if pca is not None else None),
+            classifier=FineClassifier(best.classifier.network, rep.pca.to("cpu") if rep.pca is not None else None),
             restart_objectives=objectives,
             restart_agreement=float(np.mean(pairs)) if pairs else None,
             other_restart_labels=[other for i, other in enumerate(labels) if i != kept],
-            neighbor_coarse_mass=mass,
-            separation=separation,
-            allocation=allocation,
-            timings={"neighbors": t_knn, **timings},
+            neighbor_coarse_mass=checks["neighbor_coarse_mass"],
+            separation=checks["separation"],
+            allocation=start.allocation,
+            timings={"neighbors": t_knn, **timings, **checks["timings"]},
         )

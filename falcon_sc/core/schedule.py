@@ -14,8 +14,7 @@ class Schedule:
 
     The small-data rule: ``batch_size = min(config.batch_size, n_cells // config.min_steps_per_epoch)``
     and ``steps_per_epoch = max(1, n_cells // batch_size)``; epochs are then added until
-    ``epochs · steps_per_epoch ≥ config.min_total_steps``. The large-data rule: with ``config.max_total_steps``,
-    only as many whole epochs (at least one) as reach that many steps. M is re-solved every
+    ``epochs · steps_per_epoch ≥ config.min_total_steps``. M is re-solved every
     ``min(config.solve_every, steps_per_epoch // config.min_solves_per_epoch)`` steps (at least every step).
     Phase boundaries (soft targets, balance weight, λ3 relaxation, learning-rate milestones) are fractions of
     all steps.
@@ -42,8 +41,6 @@ class Schedule:
         batch_size = max(1, min(config.batch_size, n_cells // max(1, config.min_steps_per_epoch)))
         steps_per_epoch = max(1, n_cells // batch_size)
         epochs = max(config.epochs, math.ceil(config.min_total_steps / steps_per_epoch))
-        if config.max_total_steps is not None:
-            epochs = min(epochs, max(1, math.ceil(config.max_total_steps / steps_per_epoch)))
         total = epochs * steps_per_epoch
         solve_every = max(1, min(config.solve_every, steps_per_epoch // max(1, config.min_solves_per_epoch)))
         return cls(

@@ -233,7 +233,7 @@ def train_falcon(
     prob_sums = torch.zeros(n_coarse, n_fine, device=device)
     group_counts = torch.zeros(n_coarse, device=device)
 
-    guard = DivergenceGuard(config.max_recoveries)
+    guard = DivergenceGuard()
     history: dict[str, list[float]] = defaultdict(list)
     n_solves, solve_time, step, first_epoch = 0, 0.0, 0, 0
     state = dict(

@@ -15,10 +15,15 @@ import torch
 logger = logging.getLogger(__name__)
 
 
+#: Non-finite losses a run recovers from (each restores the last good state and halves the learning rate)
+#: before it stops with an error.
+MAX_RECOVERIES = 3
+
+
 class DivergenceGuard:
     """Keeps the last good training state; restores it with a halved learning rate on a non-finite loss."""
 
-    def __init__(self, max_recoveries: int):
+    def __init__(self, max_recoveries: int = MAX_RECOVERIES):
         self.max_recoveries = max_recoveries
         self.recoveries = 0
         self.lr_scale = 1.0

@@ -22,7 +22,7 @@ from ..core import distributed
 from ..core.classifier import within_coarse
 from ..core.config import FalconConfig
 from ..core.initial_relationship import proportional_relationship
-from ..core.neighbors import NeighborGraph, fewer_neighbors, subtype_neighbor_counts, within_group_neighbors
+from ..core.neighbors import NeighborGraph, training_neighbors
 from ..core.trainer import FalconResult, predict_logits, train_falcon
 from ..core.training_state import TrainingProgress
 from .augment import Augmentation, AugmentedImages, channel_stats
@@ -115,29 +115,16 @@ def build_network(
 
 
 def find_neighbors(network: FineNetwork, views: AugmentedImages, config: FalconConfig, device) -> NeighborGraph:
-    """``config.n_neighbors`` nearest images within each coarse class, in the backbone's features (by the config's
-    neighbour metric; "auto" means cosine for these features, as for any embedding). With
-    ``config.neighbor_share``, fewer in a class of small subtypes, its fine classes counted in proportion to class
-    size (the image backend has no allocation)."""
+    """The within-class neighbours the engine trains with (:func:`~falcon_sc.core.neighbors.training_neighbors`),
+    in the backbone's features: an embedding, for which any ``"auto"`` of ``config`` is resolved. With
+    ``config.neighbor_share``, a class's fine classes are counted in proportion to its size (the image backend has
+    no allocation)."""
+    config = config.resolved(n_genes=None, n_cells=len(views.images.coarse))
     amp = config.mixed_precision and torch.device(device).type == "cuda"
     features = eval_outputs(network.backbone, views, device, amp)
     coarse = np.asarray(views.images.coarse)
-    graph = within_group_neighbors(
-        features,
-        coarse,
-        config.n_neighbors,
-        metric=config.resolved_neighbor_metric(None),
-        offset_axis=config.resolved_neighbor_offset_axis(None),
-        device=device,
-    )
-    if config.neighbor_share is None:
-        return graph
-    sizes = np.bincount(coarse)
-    fine_per_class = proportional_relationship(sizes, network.head.out_features).sum(0)
-    counts = subtype_neighbor_counts(
-        sizes, fine_per_class, config.n_neighbors, config.neighbor_share, config.n_sampled_neighbors
-    )
-    return fewer_neighbors(graph, coarse, counts)
+    fine_per_class = proportional_relationship(np.bincount(coarse), network.head.out_features).sum(0)
+    return training_neighbors(features, coarse, config, fine_per_class, device=device)
 
 
 def image_falcon(
@@ -175,6 +162,7 @@ def image_falcon(
     """
     if views is not None and views.images is not train:
         raise ValueError("image_falcon: `views` were built from another ImageSet than `train`; pass views=None.")
+    config = config.resolved(n_genes=None, n_cells=len(train.coarse))  # backbone features: an embedding
     device = torch.device(device)
     amp = config.mixed_precision and device.type == "cuda"
     augmentation = augmentation or Augmentation()

@@ -9,94 +9,123 @@ import time
 
 from scanpy import logging as logg
 
-from .. import __version__
 from .._adata.device import resolve_device
-from .._adata.labels import coarse_groups
+from .._adata.labels import CoarseGroups, coarse_groups
 from .._adata.outputs import Outputs
-from .._adata.preprocess import check_target_sum, prepare_embedding, prepare_input
-from ..core import distributed, run_falcon
+from .._adata.preprocess import prepare_embedding, prepare_input
+from .._version import __version__
+from ..core import FalconConfig, distributed, run_falcon
 from ..core.estimate import estimate_n_fine
 from ..core.progress import epoch_progress
 from ..core.threads import cpu_threads, feature_threads
 from ..core.trainer import storage_dtype
 from ._auto_n_fine import estimate_summary, refine_n_fine
-from ._checks import check_obs_options, check_use_rep, fine_request
+from ._checks import FineRequest, check_obs_options, fine_request
+from ._result import first_names, outputs_of, report_small_subtypes, sample_support
 from ._result import merge_unsupported as merge_unsupported_subtypes
-from ._result import outputs_of, report_small_subtypes, sample_support
+from ._settings import DiscoverySettings
 
 
-def streams(prepared, config, n_cells: int) -> bool:
-    """Whether the input is read in row blocks rather than densified: a backed or lazy gene matrix that the run
-    uses only through its global PCs (above ``class_pcs_max_cells`` cells, where the class PCs are not computed)."""
-    genes = prepared.input_kind != "embedding"
-    return genes and not prepared.in_memory and config.reads_genes_through_pcs(len(prepared.genes), n_cells)
+@dataclasses.dataclass
+class _Input:
+    """The preprocessed input: the prepared matrix's description, the config resolved for it, and the data the
+    engine reads (a tensor on the device, or row blocks of a backed matrix)."""
+
+    prepared: object
+    config: FalconConfig
+    data: object
+    seconds: float
 
 
-def run_discovery(
-    adata,
-    coarse_key,
-    dataset_key,
-    *,
-    n_fine,
-    n_fine_range,
-    key_added,
-    layer,
-    use_rep,
-    batch_key,
-    sample_key,
-    merge_unsupported,
-    n_top_genes,
-    total_counts_feature,
-    target_sum,
-    preset,
-    config,
-    random_state,
-    device,
-    n_jobs,
-    progress,
-) -> Outputs:
+def run_discovery(adata, coarse_key: str, dataset_key: str | None, settings: DiscoverySettings) -> Outputs:
     """The whole computation, writing nothing: validated inputs → preprocessing → FALCON → outputs."""
     start = logg.info(f"discovering subtypes of {coarse_key!r} with FALCON")
     t_start = time.perf_counter()
-    torch_device = resolve_device(device)
-    check_use_rep(use_rep, layer=layer, batch_key=batch_key, total_counts_feature=total_counts_feature)
-    check_target_sum(target_sum)
-    if adata.n_obs == 0 or (adata.n_vars == 0 and use_rep is None):
+    device = resolve_device(settings.device)
+    if adata.n_obs == 0 or (adata.n_vars == 0 and settings.use_rep is None):
         raise ValueError(f"adata is empty ({adata.n_obs} cells × {adata.n_vars} genes); nothing to discover.")
     groups = coarse_groups(adata, coarse_key, dataset_key)
-    fine = fine_request(adata, groups, n_fine, n_fine_range)
-    auto, upper, fixed, n_fine_total = fine.auto, fine.upper, fine.fixed, fine.n_fine
-    check_obs_options(adata, groups, batch_key=batch_key, sample_key=sample_key, merge_unsupported=merge_unsupported)
+    fine = fine_request(adata, groups, settings.n_fine, settings.n_fine_range)
+    check_obs_options(
+        adata,
+        groups,
+        batch_key=settings.batch_key,
+        sample_key=settings.sample_key,
+        merge_unsupported=settings.merge_unsupported,
+    )
     if groups.datasets:
         logg.info(f"    {len(groups.datasets)} datasets with {groups.blocks} coarse classes")
+    inputs = _input(adata, groups, dataset_key, settings, device, auto=fine.auto)
+    result, estimate, refinement = _train(inputs, groups, fine, settings, device)
+    del inputs.data
+    timings = {"preprocessing": inputs.seconds, **result.timings, "total": time.perf_counter() - t_start}
+    if estimate is not None:
+        timings["n_fine_estimate"] = estimate.seconds
+    result = dataclasses.replace(result, timings=timings)
+    prepared = inputs.prepared
+    params = settings.params(
+        config=inputs.config,
+        coarse_key=coarse_key,
+        dataset_key=dataset_key,
+        datasets=groups.datasets or None,
+        n_fine=result.relationship.shape[0],
+        n_fine_auto=fine.auto,
+        fine_fixed=fine.fixed is not None,
+        input_kind=prepared.input_kind,
+        total_counts_feature=prepared.log_totals is not None,
+        # what counts were scaled to before log1p (None: the input was not counts)
+        normalize_total=prepared.target_sum,
+        device=str(device),
+        schedule={name: getattr(result.schedule, name) for name in _SCHEDULE},
+        falcon_sc_version=__version__,
+    )
+    outputs = outputs_of(result, groups, prepared.genes, params, inputs.config, prepared.description())
+    _annotate(outputs, adata, settings)
+    if estimate is not None:
+        kept = result.relationship.sum(0)  # fine classes per (dataset, coarse class) in the kept result
+        outputs.uns["n_fine_estimate"] = estimate_summary(
+            estimate.value, refinement, kept, groups, settings.n_fine_range
+        )
+    key = settings.key_added
+    logg.info(
+        "    finished",
+        time=start,
+        deep=(
+            f"added\n    .obs[{key!r}], .obs['{key}_confidence'] (fine labels, confidence)\n"
+            f"    .obsm['{key}_probs'] (fine-class probabilities)\n"
+            f"    .uns[{key!r}] (relationship, allocation, history, params)"
+        ),
+    )
+    return outputs
 
+
+_SCHEDULE = ("batch_size", "steps_per_epoch", "epochs", "total_steps", "solve_every")
+
+
+def _input(adata, groups: CoarseGroups, dataset_key, settings: DiscoverySettings, device, *, auto: bool) -> _Input:
+    """Preprocess (genes, or an embedding), resolve every "auto" of the config for that input, and hand the data
+    to the device: densified block by block, or, for a backed or lazy matrix the run reads only through its
+    global PCs, as row blocks never held whole (docs: "Atlases larger than memory")."""
     t0 = time.perf_counter()
-    hvg_batch = batch_key if batch_key is not None or not groups.datasets else dataset_key
-    if use_rep is not None:
-        prepared = prepare_embedding(adata, use_rep)
+    if settings.use_rep is not None:
+        prepared = prepare_embedding(adata, settings.use_rep)
     else:
-        with cpu_threads(n_jobs):  # scanpy's gene selection (numba) on the threads the caller allows
+        batch = settings.batch_key if settings.batch_key is not None or not groups.datasets else dataset_key
+        with cpu_threads(settings.n_jobs):  # scanpy's gene selection (numba) on the threads the caller allows
             prepared = prepare_input(
                 adata,
-                layer=layer,
-                n_top_genes=n_top_genes,
-                batch_key=hvg_batch,
-                total_counts_feature=total_counts_feature,
-                target_sum=target_sum,
-                progress=progress,
+                layer=settings.layer,
+                n_top_genes=settings.n_top_genes,
+                batch_key=batch,
+                total_counts_feature=settings.total_counts_feature,
+                target_sum=settings.target_sum,
+                progress=settings.progress,
             )
-    # "auto" is decided on the genes, not the features (a panel's total-counts feature is one more column);
-    # an embedding is never a panel
-    n_genes = None if use_rep is not None else len(prepared.genes)
-    config = config.replace(
-        neighbor_space=config.resolved_neighbor_space(n_genes, adata.n_obs),
-        neighbor_metric=config.resolved_neighbor_metric(n_genes),
-        neighbor_offset_axis=config.resolved_neighbor_offset_axis(n_genes),
-        warm_start_clustering=config.resolved_warm_start_clustering(n_genes, adata.n_obs),
-    )
-    if streams(prepared, config, adata.n_obs):
-        # A backed or lazy matrix too large for the class PCs: never densified whole, read in row blocks on each of
-        # the PCA's passes (docs: "Atlases larger than memory").
+    # "auto" is decided on the genes, not the features (a panel's total-counts feature is one more column); an
+    # embedding is never a panel
+    n_genes = None if prepared.input_kind == "embedding" else len(prepared.genes)
+    config = settings.config.resolved(n_genes=n_genes, n_cells=adata.n_obs)
+    if n_genes is not None and not prepared.in_memory and config.reads_genes_through_pcs():
         if auto:
             raise ValueError(
                 f"n_fine='auto' reads every cell's genes at once, but this matrix is read from disk in blocks "
@@ -105,103 +134,81 @@ def run_discovery(
                 "(adata[idx].to_memory())."
             )
         logg.info(f"    reading the {prepared.shape[0]} cells in blocks of rows (backed or lazy input)")
-        data = prepared.row_source(torch_device, progress=progress)
+        data = prepared.row_source(device, progress=settings.progress)
     else:
-        # Densified block by block straight onto the device (held here until run_falcon returns).
-        data = prepared.to_tensor(torch_device, storage_dtype(config))
-    t_pre = time.perf_counter() - t0
-    reads_totals = prepared.log_totals is not None
-    if use_rep is not None:
-        logg.info(f"    using the {len(prepared.genes)} dimensions of obsm[{use_rep!r}]")
+        data = prepared.to_tensor(device, storage_dtype(config))
+    if n_genes is None:
+        logg.info(f"    using the {len(prepared.genes)} dimensions of obsm[{settings.use_rep!r}]")
     else:
         logg.info(
-            f"    using {len(prepared.genes)} genes of {prepared.input_kind} input"
+            f"    using {n_genes} genes of {prepared.input_kind} input"
             + (f", normalised to {prepared.target_sum:g} counts per cell" if prepared.target_sum else "")
-            + (" and log1p(total counts) as a feature (targeted panel: cell size)" if reads_totals else "")
+            + (
+                " and log1p(total counts) as a feature (targeted panel: cell size)"
+                if prepared.log_totals is not None
+                else ""
+            )
         )
+    return _Input(prepared, config, data, time.perf_counter() - t0)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Estimate:
+    value: object  # core.estimate.FineCountEstimate
+    seconds: float
+
+
+def _train(inputs: _Input, groups: CoarseGroups, fine: FineRequest, settings: DiscoverySettings, device):
+    """FALCON on the prepared input, with the estimate and FALCON's refinement of ``n_fine="auto"``; returns the
+    kept result, the estimate (None unless auto) and the refinement's table."""
     run = functools.partial(
         run_falcon,
-        data,
+        inputs.data,
         groups.codes,
         n_coarse=int(sum(groups.blocks)),
-        fixed=fixed,
+        fixed=fine.fixed,
         coarse_blocks=groups.blocks,
-        config=config,
-        random_state=random_state,
-        device=torch_device,
-        n_jobs=n_jobs,
+        config=inputs.config,
+        random_state=settings.random_state,
+        device=device,
+        n_jobs=settings.n_jobs,
     )
-    estimate = refinement = None
     # one progress bar for the whole call, over every training run it makes
-    with epoch_progress(progress, main_process=distributed.world()[0] == 0) as bar:
+    with epoch_progress(settings.progress, main_process=distributed.world()[0] == 0) as bar:
         run = functools.partial(run, progress=bar)
-        if auto:
-            t0 = time.perf_counter()
-            with cpu_threads(feature_threads(n_jobs, adata.n_obs)):
-                estimate = estimate_n_fine(
-                    data, groups.codes, groups.blocks, bounds=n_fine_range, random_state=random_state
-                )
-            t_estimate = time.perf_counter() - t0
-            logg.info(
-                f"    estimated n_fine = {estimate.n_fine} (unclipped {estimate.unclipped}) in {t_estimate:.1f} s"
+        if not fine.auto:
+            return run(n_fine=fine.n_fine), None, None
+        t0 = time.perf_counter()
+        with cpu_threads(feature_threads(settings.n_jobs, len(groups.codes))):
+            value = estimate_n_fine(
+                inputs.data,
+                groups.codes,
+                groups.blocks,
+                bounds=settings.n_fine_range,
+                random_state=settings.random_state,
             )
-            # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
-            run = functools.partial(run, initial_fine_per_coarse=estimate.per_group[: groups.blocks[0]])
-            result, refinement = refine_n_fine(run, estimate.n_fine, upper)
-            n_fine_total = result.relationship.shape[0]
-        else:
-            result = run(n_fine=n_fine_total)
-    del data
-    timings = {"preprocessing": t_pre, **result.timings, "total": time.perf_counter() - t_start}
-    if auto:
-        timings["n_fine_estimate"] = t_estimate
-    result = dataclasses.replace(result, timings=timings)
+        estimate = _Estimate(value, time.perf_counter() - t0)
+        logg.info(f"    estimated n_fine = {value.n_fine} (unclipped {value.unclipped}) in {estimate.seconds:.1f} s")
+        # the estimate also says where the subtypes are: M starts from the first dataset's per-class counts
+        run = functools.partial(run, initial_fine_per_coarse=value.per_group[: groups.blocks[0]])
+        result, refinement = refine_n_fine(run, value.n_fine, fine.upper)
+        return result, estimate, refinement
 
-    params = {
-        "coarse_key": coarse_key,
-        "dataset_key": dataset_key,
-        "datasets": groups.datasets or None,
-        "n_fine": n_fine_total,
-        "n_fine_auto": auto,
-        "n_fine_range": list(n_fine_range) if n_fine_range is not None else None,
-        "fine_fixed": fixed is not None,
-        "layer": layer,
-        "use_rep": use_rep,
-        "batch_key": batch_key,
-        "sample_key": sample_key,
-        "merge_unsupported": merge_unsupported,
-        "n_top_genes": n_top_genes,
-        "input_kind": prepared.input_kind,
-        "total_counts_feature": reads_totals,
-        "target_sum": target_sum,
-        # what counts were scaled to before log1p (None: the input was not counts)
-        "normalize_total": prepared.target_sum,
-        "preset": preset if isinstance(preset, str) else "custom",
-        "random_state": random_state,
-        "device": str(torch_device),
-        "n_jobs": n_jobs,
-        "config": config.to_dict(),
-        "schedule": dict(
-            batch_size=result.schedule.batch_size,
-            steps_per_epoch=result.schedule.steps_per_epoch,
-            epochs=result.schedule.epochs,
-            total_steps=result.schedule.total_steps,
-            solve_every=result.schedule.solve_every,
-        ),
-        "falcon_sc_version": __version__,
-    }
-    outputs = outputs_of(result, groups, prepared.genes, params, config, prepared.description())
-    report_small_subtypes(outputs, config)
-    if sample_key is not None:
-        samples = sample_support(adata.obs[sample_key], outputs.labels, outputs.fine_names, min_cells=5)
+
+def _annotate(outputs: Outputs, adata, settings: DiscoverySettings) -> None:
+    """What the outputs add beyond FALCON's result: nearly empty subtypes named, the samples behind each subtype
+    (``sample_key``) and, with ``merge_unsupported``, unsupported subtypes merged into a sibling."""
+    report_small_subtypes(outputs)
+    if settings.sample_key is not None:
+        samples = sample_support(adata.obs[settings.sample_key], outputs.labels, outputs.fine_names, min_cells=5)
         outputs.uns["support"] = outputs.uns["support"].join(samples)
         single = [f for f in samples.index[samples["one_sample"]] if outputs.uns["support"].loc[f, "n_cells"] > 0]
         if single:
             logg.warning(
-                f"{len(single)} subtype(s) come from one {sample_key!r} value ({', '.join(single[:8])}"
-                f"{', …' if len(single) > 8 else ''}): they may be a donor or batch effect, not a cell state."
+                f"{len(single)} subtype(s) come from one {settings.sample_key!r} value ({first_names(single)}): "
+                "they may be a donor or batch effect, not a cell state."
             )
-    if merge_unsupported:
+    if settings.merge_unsupported:
         merged = merge_unsupported_subtypes(outputs)
         outputs.uns["params"]["merged"] = merged
         outputs.model.training["merged"] = merged
@@ -210,16 +217,3 @@ def run_discovery(
                 f"merged {len(merged)} unsupported subtype(s) into a sibling: "
                 + ", ".join(f"{name} → {into}" for name, into in merged.items())
             )
-    if estimate is not None:
-        kept = result.relationship.sum(0)  # fine classes per (dataset, coarse class) in the kept result
-        outputs.uns["n_fine_estimate"] = estimate_summary(estimate, refinement, kept, groups, n_fine_range)
-    logg.info(
-        "    finished",
-        time=start,
-        deep=(
-            f"added\n    .obs[{key_added!r}], .obs['{key_added}_confidence'] (fine labels, confidence)\n"
-            f"    .obsm['{key_added}_probs'] (fine-class probabilities)\n"
-            f"    .uns[{key_added!r}] (relationship, history, params)"
-        ),
-    )
-    return outputs

@@ -10,10 +10,10 @@ import anndata as ad
 from .._adata.labels import COARSE_COLUMN, DATASET_COLUMN, combine, is_collection, named_objects
 from .._adata.outputs import write_outputs
 from .._docs import doc_key_added, doc_layer, doc_params
-from ..core import FalconConfig, get_config
-from ..core.threads import resolve_n_jobs
+from ..core import FalconConfig
 from ..falcon_model import FalconModel
 from ._compute import run_discovery
+from ._settings import DiscoverySettings
 
 
 @doc_params(doc_key_added=doc_key_added, doc_layer=doc_layer)
@@ -183,12 +183,9 @@ def discover_subtypes(
     >>> adata.obs["falcon"].value_counts()
     """
     # every option checked before any work (also before combining several objects)
-    config = get_config(preset, **options)
-    if use_rep is not None and "standardize" not in options:
-        # an embedding's dimensions are not genes: z-scoring them would give its trailing, mostly noise
-        # dimensions the weight of the leading ones (simulated batch test: ARI 0.60 z-scored, 1.0 as they are)
-        config = config.replace(standardize=False)
-    settings = dict(
+    settings = DiscoverySettings.build(
+        preset=preset,
+        options=options,
         n_fine=n_fine,
         n_fine_range=n_fine_range,
         key_added=key_added,
@@ -200,17 +197,20 @@ def discover_subtypes(
         n_top_genes=n_top_genes,
         total_counts_feature=total_counts_feature,
         target_sum=target_sum,
-        preset=preset,
-        config=config,
         random_state=random_state,
         device=device,
-        n_jobs=resolve_n_jobs(n_jobs),
+        n_jobs=n_jobs,
         progress=progress,
     )
+    return discover_with(adata, coarse_key, dataset_key, settings, copy=copy, return_model=return_model)
+
+
+def discover_with(adata, coarse_key, dataset_key, settings: DiscoverySettings, *, copy: bool, return_model: bool):
+    """``discover_subtypes`` with its options already built into ``settings`` (what the command line calls)."""
     if is_collection(adata):
         if dataset_key is not None:
             raise ValueError("dataset_key is for one AnnData holding several datasets; a list names them itself.")
-        return _discover_objects(adata, coarse_key, copy=copy, return_model=return_model, **settings)
+        return _discover_objects(adata, coarse_key, settings, copy=copy, return_model=return_model)
     if not isinstance(coarse_key, str):
         raise TypeError("coarse_key must be one column name for a single AnnData.")
     if copy and adata.isbacked:
@@ -218,9 +218,9 @@ def discover_subtypes(
             "copy=True is not supported for a backed AnnData (a copy would have to be written to disk). Use "
             "copy=False (results go to the in-memory obs/obsm/uns) or load it with adata.to_memory() first."
         )
-    outputs = run_discovery(adata, coarse_key, dataset_key, **settings)
+    outputs = run_discovery(adata, coarse_key, dataset_key, settings)
     adata = adata.copy() if copy else adata
-    write_outputs(adata, key_added, outputs)
+    write_outputs(adata, settings.key_added, outputs)
     return _returned(adata if copy else None, outputs.model if return_model else None)
 
 
@@ -231,13 +231,13 @@ def _returned(copies, model):
     return model if copies is None else (copies, model)
 
 
-def _discover_objects(adatas, coarse_key, *, copy: bool, return_model: bool, **settings):
+def _discover_objects(adatas, coarse_key, settings: DiscoverySettings, *, copy: bool, return_model: bool):
     """discover_subtypes on several AnnData objects: combine, run once, give each object its cells' outputs."""
-    if settings["sample_key"] is not None:
+    if settings.sample_key is not None:
         raise ValueError(
             "sample_key with several AnnData objects: concatenate them with anndata.concat and pass dataset_key."
         )
-    if settings["use_rep"] is not None:
+    if settings.use_rep is not None:
         raise ValueError(
             "use_rep with several AnnData objects: concatenate them with anndata.concat (which keeps a shared "
             "obsm embedding) and pass dataset_key to say which dataset each cell comes from."
@@ -246,15 +246,15 @@ def _discover_objects(adatas, coarse_key, *, copy: bool, return_model: bool, **s
     keys = [coarse_key] * len(objects) if isinstance(coarse_key, str) else list(coarse_key)
     if len(keys) != len(objects):
         raise ValueError(f"Got {len(keys)} coarse keys for {len(objects)} AnnData objects; give one or one each.")
-    combined = combine(objects, keys, layer=settings["layer"], batch_key=settings["batch_key"])
-    outputs = run_discovery(combined, COARSE_COLUMN, DATASET_COLUMN, **(settings | {"layer": None}))
-    outputs.uns["params"].update(coarse_key=keys, dataset_key=None, layer=settings["layer"])
+    combined = combine(objects, keys, layer=settings.layer, batch_key=settings.batch_key)
+    outputs = run_discovery(combined, COARSE_COLUMN, DATASET_COLUMN, settings.replace(layer=None))
+    outputs.uns["params"].update(coarse_key=keys, dataset_key=None, layer=settings.layer)
     results = {name: (objects[name].copy() if copy else objects[name]) for name in objects}
     start = 0
     for (name, obj), key in zip(results.items(), keys, strict=True):
         own = outputs.subset(slice(start, start + obj.n_obs), dataset=name)
         own.uns["params"].update(coarse_key=key, dataset=name)
-        write_outputs(obj, settings["key_added"], own)
+        write_outputs(obj, settings.key_added, own)
         start += obj.n_obs
     copies = None
     if copy:

@@ -21,6 +21,14 @@ MIN_STABILITY = 0.5
 #: Above this p-value of the separation test (:func:`~falcon_sc.core.support.separation_test`) a subtype's split
 #: from its nearest sibling is not supported: a structure-free class could give as good a split.
 MAX_P_VALUE = 0.05
+#: A subtype with fewer than ``max(5, MIN_SUBTYPE_SHARE · n)`` of a run's n cells is (nearly) empty: reported, and
+#: not supported.
+MIN_SUBTYPE_SHARE = 0.001
+
+
+def min_subtype_cells(n_cells: int) -> int:
+    """Fewest cells a subtype of a run on ``n_cells`` cells may hold before it counts as (nearly) empty."""
+    return max(5, int(np.ceil(MIN_SUBTYPE_SHARE * n_cells)))
 
 
 def fine_order(relationship: np.ndarray, labels: np.ndarray, n_coarse: int) -> tuple[np.ndarray, np.ndarray]:
@@ -70,7 +78,7 @@ def outputs_of(
         uns["relationships"] = views
     if result.allocation is not None:
         uns["allocation"] = _allocation_table(result, first_names, groups)
-    min_cells = config.min_subtype_cells(labels.size)
+    min_cells = min_subtype_cells(labels.size)
     uns["support"] = _support(result, labels, order, fine_names, parents, first_names, min_cells)
     model = FalconModel(
         result.classifier.reorder_outputs(order),
@@ -182,19 +190,19 @@ def sample_support(sample: pd.Series, labels: np.ndarray, fine_names: list[str],
     )
 
 
-def report_small_subtypes(outputs: Outputs, config: FalconConfig) -> None:
-    """Name the subtypes that ended with fewer than ``max(5, min_subtype_share · n)`` cells (stored in
+def report_small_subtypes(outputs: Outputs) -> None:
+    """Name the subtypes that ended with fewer than :func:`min_subtype_cells` cells (stored in
     ``uns[key]["small_subtypes"]``). Training merged them into their neighbours; that does not prove the data lack
     them (on Zeisel's interneurons k-means within the class finds subtypes FALCON merges), so the warning says what
     happened and what to try, and does not blame the data."""
-    min_cells = config.min_subtype_cells(outputs.labels.size)
+    min_cells = min_subtype_cells(outputs.labels.size)
     counts = np.bincount(outputs.labels, minlength=len(outputs.fine_names))
     small = [name for name, count in zip(outputs.fine_names, counts, strict=True) if count < min_cells]
     outputs.uns["small_subtypes"] = np.asarray(small, dtype=object)
     if small:
         logg.warning(
             f"{len(small)} of {len(outputs.fine_names)} subtypes hold fewer than {min_cells} cells "
-            f"({', '.join(small[:8])}{', …' if len(small) > 8 else ''}): training merged them into their neighbours. "
+            f"({first_names(small)}): training merged them into their neighbours. "
             "If you expect them, give their coarse classes their own counts (n_fine as a dict) and compare with "
             "k-means inside the class; otherwise a smaller n_fine gives the same partition without empty subtypes."
         )
@@ -218,6 +226,11 @@ def _allocation_table(result: FalconResult, coarse_names, groups: CoarseGroups) 
         },
         index=pd.Index(list(coarse_names), name="coarse"),
     )
+
+
+def first_names(names: list[str], limit: int = 8) -> str:
+    """The first ``limit`` names, comma-separated, with "…" when there are more (for warnings)."""
+    return ", ".join(names[:limit]) + (", …" if len(names) > limit else "")
 
 
 def _neighbor_summary(result: FalconResult, group_of_cell: np.ndarray) -> dict:
