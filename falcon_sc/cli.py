@@ -22,6 +22,27 @@ from ._files import atomic_file
 
 EXIT_OK, EXIT_FAILED, EXIT_INPUT, EXIT_EXISTS, EXIT_INTERRUPTED = 0, 1, 2, 3, 130
 
+#: The options of ``tl.discover_subtypes`` that ``falcon-sc discover`` takes as ``--name`` flags of the same
+#: meaning (``tests/test_cli.py`` checks that none is missing). The others: ``adata`` (the input file),
+#: ``coarse_key`` and ``dataset_key`` (flags of their own), ``preset`` and ``**options`` (``--preset``,
+#: ``--option``), ``progress`` (``--quiet``), ``copy`` (the output file) and ``return_model`` (``--save-model``).
+DISCOVER_FLAGS = (
+    "n_fine",
+    "n_fine_range",
+    "key_added",
+    "layer",
+    "use_rep",
+    "batch_key",
+    "sample_key",
+    "merge_unsupported",
+    "n_top_genes",
+    "total_counts_feature",
+    "target_sum",
+    "random_state",
+    "device",
+    "n_jobs",
+)
+
 
 class OutputExistsError(FileExistsError):
     """An output path exists and ``--force`` was not given."""
@@ -106,12 +127,29 @@ def _parser() -> argparse.ArgumentParser:
     discover.add_argument("input", type=Path, metavar="IN.h5ad")
     discover.add_argument("-o", "--output", type=Path, required=True, metavar="OUT.h5ad")
     discover.add_argument("--coarse-key", required=True, help="obs column with the coarse labels")
-    discover.add_argument("--n-fine", required=True, type=_n_fine, help='number of fine classes, or "auto"')
+    discover.add_argument(
+        "--n-fine",
+        required=True,
+        type=_n_fine,
+        help='number of fine classes, "auto", or per coarse class as JSON, e.g. \'{"T": 3, "B": 1}\'',
+    )
+    discover.add_argument(
+        "--n-fine-range", type=int, nargs=2, metavar=("LOWER", "UPPER"), help="bounds of --n-fine auto"
+    )
     discover.add_argument("--dataset-key", help="obs column naming each cell's dataset")
     discover.add_argument("--batch-key", help="obs column used as batch in gene selection (e.g. patient)")
+    discover.add_argument("--sample-key", help="obs column naming each cell's sample or donor (support per sample)")
+    discover.add_argument(
+        "--merge-unsupported", action="store_true", help="give unsupported subtypes' cells to a supported sibling"
+    )
     discover.add_argument("--layer", help="layer to read instead of X")
     discover.add_argument("--use-rep", help="obsm key of an embedding to work on instead of genes (e.g. X_scVI)")
     discover.add_argument("--n-top-genes", type=int, default=2000)
+    for flag, kind, values, meaning in (
+        ("--total-counts-feature", _boolean, "{auto,true,false}", "log1p(total counts) as a feature (auto: panels)"),
+        ("--target-sum", float, "{auto,NUMBER}", "total counts per cell before log1p (auto: from the data's depth)"),
+    ):
+        discover.add_argument(flag, type=_auto_or(kind), default="auto", metavar=values, help=meaning)
     discover.add_argument("--preset", default="default", choices=["default", "paper"])
     discover.add_argument("--random-state", type=int, default=0)
     discover.add_argument("--device", default="auto", help="auto, cpu, cuda or cuda:N")
@@ -152,13 +190,44 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _n_fine(value: str) -> int | str:
+def _n_fine(value: str) -> int | str | dict:
     if value == "auto":
         return value
     try:
         return int(value)
     except ValueError:
-        raise argparse.ArgumentTypeError(f'expected an integer or "auto", got {value!r}') from None
+        pass
+    try:
+        counts = json.loads(value)
+    except json.JSONDecodeError:
+        counts = None
+    if not isinstance(counts, dict):
+        raise argparse.ArgumentTypeError(
+            f'expected an integer, "auto" or a JSON object of per-class counts, got {value!r}'
+        ) from None
+    return counts
+
+
+def _boolean(value: str) -> bool:
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    raise ValueError(value)
+
+
+def _auto_or(kind):
+    """An argparse type: "auto", else ``kind(value)``."""
+
+    def parse(value: str):
+        if value == "auto":
+            return value
+        try:
+            return kind(value)
+        except ValueError:
+            raise argparse.ArgumentTypeError(
+                f'expected "auto" or a {kind.__name__.strip("_")}, got {value!r}'
+            ) from None
+
+    return parse
 
 
 def _option(text: str) -> tuple[str, object]:
@@ -174,31 +243,20 @@ def _option(text: str) -> tuple[str, object]:
 
 def _discover(args: argparse.Namespace) -> None:
     import falcon_sc as fs
-    from falcon_sc.core.threads import resolve_n_jobs
+    from falcon_sc.tl._discover import discover_with
+    from falcon_sc.tl._settings import DiscoverySettings
 
     _refuse_existing([args.output, args.save_model, args.plot], args.force)
     # every option checked before the file is read
-    fs.core.get_config(args.preset, **dict(args.option))
-    resolve_n_jobs(args.n_jobs)
-    adata = _read(args.input)
-    result = fs.tl.discover_subtypes(
-        adata,
-        args.coarse_key,
-        n_fine=args.n_fine,
-        dataset_key=args.dataset_key,
-        batch_key=args.batch_key,
-        layer=args.layer,
-        use_rep=args.use_rep,
-        n_top_genes=args.n_top_genes,
+    settings = DiscoverySettings.build(
         preset=args.preset,
-        random_state=args.random_state,
-        device=args.device,
-        n_jobs=args.n_jobs,
-        key_added=args.key_added,
+        options=dict(args.option),
         progress=not args.quiet,
         return_model=args.save_model is not None,
-        **dict(args.option),
+        **{name: getattr(args, name) for name in DISCOVER_FLAGS},
     )
+    adata = _read(args.input)
+    result = discover_with(adata, args.coarse_key, args.dataset_key, settings)
     _write_h5ad(adata, args)
     if args.save_model is not None:
         result.save(args.save_model, overwrite=args.force)

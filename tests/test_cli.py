@@ -166,7 +166,7 @@ def test_existing_outputs_are_kept_unless_forced(workdir, run_cli):
         (["discover", "missing.h5ad", "-o", "x.h5ad", "--coarse-key", "c", "--n-fine", "4"], 2, "h5ad not found"),
         (["discover", "in.h5ad", "-o", "x.h5ad", "--coarse-key", "cell_type", "--n-fine", "4"], 2, "not a column"),
         (["discover", "in.h5ad", "-o", "x.h5ad", "--coarse-key", "coarse", "--n-fine", "2"], 2, "smaller than the 3"),
-        (["discover", "in.h5ad", "-o", "x.h5ad", "--coarse-key", "coarse", "--n-fine", "many"], 2, "integer or"),
+        (["discover", "in.h5ad", "-o", "x.h5ad", "--coarse-key", "coarse", "--n-fine", "many"], 2, "JSON object"),
         (["discover", "in.h5ad", "-o", "x.h5ad", "--coarse-key", "coarse", "--n-fine", "4", "--option", "bogus=1"],
          2, "Unknown FALCON option"),
         # checked before the (here missing) input is read: the option is named with what it expects
@@ -199,3 +199,49 @@ def test_a_tampered_model_is_refused_and_debug_shows_the_traceback(workdir, tmp_
 
     with pytest.raises(ModelFileError, match="checksum"):  # --debug: the exception itself, traceback and all
         run_cli("info", "model", "--debug", cwd=tmp_path)
+
+
+def test_every_option_of_discover_subtypes_has_a_flag():
+    """The command line cannot drift from the function: each keyword option is a flag of the same name, or one of
+    the few the CLI takes another way (named in cli.DISCOVER_FLAGS's comment)."""
+    import argparse
+    import inspect
+
+    from falcon_sc import cli
+
+    parameters = inspect.signature(fs.tl.discover_subtypes).parameters
+    options = {name for name, p in parameters.items() if p.kind is p.KEYWORD_ONLY}
+    taken_otherwise = {"dataset_key": "--dataset-key", "preset": "--preset", "progress": "--quiet"}
+    taken_otherwise |= {"return_model": "--save-model", "copy": "--output"}
+    assert options - set(taken_otherwise) == set(cli.DISCOVER_FLAGS)
+    subcommands = next(a for a in cli._parser()._actions if isinstance(a, argparse._SubParsersAction))
+    flags = {flag for action in subcommands.choices["discover"]._actions for flag in action.option_strings}
+    missing = [
+        f"--{name.replace('_', '-')}" for name in cli.DISCOVER_FLAGS if f"--{name.replace('_', '-')}" not in flags
+    ]
+    assert not missing and set(taken_otherwise.values()) <= flags
+
+
+def test_discover_flags_reach_the_run(workdir, tmp_path, run_cli):
+    root, _ = workdir
+    source = ad.read_h5ad(root / "in.h5ad")
+    counts = {str(c): 2 for c in source.obs["coarse"].cat.categories}
+    done = run_cli(
+        "discover", root / "in.h5ad", "-o", tmp_path / "flags.h5ad", "--coarse-key", "coarse",
+        "--n-fine", json.dumps(counts), "--total-counts-feature", "false", "--target-sum", "10000",
+        "--merge-unsupported", "--sample-key", "coarse", *FAST, cwd=tmp_path,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    params = ad.read_h5ad(tmp_path / "flags.h5ad").uns["falcon"]["params"]
+    assert params["fine_fixed"] and params["n_fine"] == sum(counts.values())
+    assert not params["total_counts_feature"] and params["target_sum"] == 10000 and params["normalize_total"] == 10000
+    assert params["sample_key"] == "coarse" and "merged" in params
+    refused = run_cli(
+        "discover", root / "in.h5ad", "-o", tmp_path / "x.h5ad", "--coarse-key", "coarse", "--n-fine", "6",
+        "--n-fine-range", "3", "9", *FAST, cwd=tmp_path,
+    )  # fmt: skip
+    assert refused.returncode == 2 and "n_fine_range bounds the estimate" in refused.stderr
+    for bad in ("--target-sum", "--total-counts-feature"):
+        wrong = run_cli("discover", root / "in.h5ad", "-o", tmp_path / "y.h5ad", "--coarse-key", "coarse",
+                        "--n-fine", "6", bad, "maybe", cwd=tmp_path)  # fmt: skip
+        assert wrong.returncode == 2 and 'expected "auto"' in wrong.stderr

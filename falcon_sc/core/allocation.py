@@ -43,8 +43,9 @@ class Allocation:
     """Fine classes per coarse class where training starts, and the evidence the allocation went by.
 
     ``method`` is ``"structure"``, ``"size"`` or ``"given"`` (counts a caller fixed). For ``"structure"``, gains
-    are the criterion of :func:`structure_allocation` (excess drop in within-cluster sum of squares over the
-    structure-free null, mean over the class's next clusters, in squared PC units summed over the class's cells):
+    are the criterion of :func:`~falcon_sc.core.structure_allocation` (excess drop in within-cluster sum of
+    squares over the structure-free null, mean over the class's next clusters, in squared PC units summed over the
+    class's cells):
     ``last_gain`` is its value when the class won its last fine class (NaN where the class kept only what it
     started with), ``next_gain`` its value for one more (-inf where the class cannot be split further). Both are
     NaN for the other methods."""

@@ -18,7 +18,7 @@ Why nulls of the same kind: an elongated unimodal class is split "stably" by k-m
 silhouette, sparse genes make outlying cells, and principal components chosen on the very cells that are
 then clustered make even structureless data look somewhat clustered (most of all for small classes in many
 genes). Each of these fooled a fixed silhouette threshold or a single null on the simulated grid of
-``bench/estimate_kf.py``.
+``bench/experiments/estimate_kf.py``.
 """
 
 from __future__ import annotations

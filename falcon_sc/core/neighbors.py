@@ -134,8 +134,9 @@ def training_neighbors(
     random_state: int = 0,
 ) -> NeighborGraph:
     """The within-group neighbours FALCON trains with: ``config.n_neighbors`` by the config's metric and offset
-    axis (:func:`within_group_neighbors`), fewer in groups of small subtypes when ``config.neighbor_share`` is set
-    (:func:`subtype_neighbor_counts`, ``fine_per_group`` being the fine classes each group starts with). The
+    axis (:func:`~falcon_sc.core.within_group_neighbors`), fewer in groups of small subtypes when
+    ``config.neighbor_share`` is set (``subtype_neighbor_counts``, ``fine_per_group`` being the fine classes each
+    group starts with). The
     single-cell engine and the image backend both search this way; ``config`` must be resolved."""
     graph = within_group_neighbors(
         search,

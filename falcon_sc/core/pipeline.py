@@ -219,9 +219,9 @@ def run_falcon(
 ) -> FalconResult:
     """FALCON on a dense ``(n_cells, n_features)`` matrix and integer coarse labels in ``[0, n_coarse)``.
 
-    ``config`` must be resolved for the input (:meth:`~.config.FalconConfig.resolved`). ``data`` may already be a
-    tensor on ``device`` (any float dtype); it is not copied then, and with ``representation="pca"`` only its
-    principal-component scores are kept once they are computed. It may also be a
+    ``config`` must be resolved for the input (:meth:`~falcon_sc.core.FalconConfig.resolved`). ``data`` may
+    already be a tensor on ``device`` (any float dtype); it is not copied then, and with ``representation="pca"``
+    only its principal-component scores are kept once they are computed. It may also be a
     :class:`~falcon_sc.core.row_blocks.RowBlocks` source, a matrix never held whole (``representation="pca"`` and
     neighbours on those PCs): PCs are fitted and every cell projected in passes over its blocks, and the rest of
     the run holds only per-cell arrays (scores, neighbours, probabilities).

@@ -201,16 +201,19 @@ def discover_subtypes(
         device=device,
         n_jobs=n_jobs,
         progress=progress,
+        copy=copy,
+        return_model=return_model,
     )
-    return discover_with(adata, coarse_key, dataset_key, settings, copy=copy, return_model=return_model)
+    return discover_with(adata, coarse_key, dataset_key, settings)
 
 
-def discover_with(adata, coarse_key, dataset_key, settings: DiscoverySettings, *, copy: bool, return_model: bool):
+def discover_with(adata, coarse_key, dataset_key, settings: DiscoverySettings):
     """``discover_subtypes`` with its options already built into ``settings`` (what the command line calls)."""
+    copy, return_model = settings.copy, settings.return_model
     if is_collection(adata):
         if dataset_key is not None:
             raise ValueError("dataset_key is for one AnnData holding several datasets; a list names them itself.")
-        return _discover_objects(adata, coarse_key, settings, copy=copy, return_model=return_model)
+        return _discover_objects(adata, coarse_key, settings)
     if not isinstance(coarse_key, str):
         raise TypeError("coarse_key must be one column name for a single AnnData.")
     if copy and adata.isbacked:
@@ -231,8 +234,9 @@ def _returned(copies, model):
     return model if copies is None else (copies, model)
 
 
-def _discover_objects(adatas, coarse_key, settings: DiscoverySettings, *, copy: bool, return_model: bool):
+def _discover_objects(adatas, coarse_key, settings: DiscoverySettings):
     """discover_subtypes on several AnnData objects: combine, run once, give each object its cells' outputs."""
+    copy, return_model = settings.copy, settings.return_model
     if settings.sample_key is not None:
         raise ValueError(
             "sample_key with several AnnData objects: concatenate them with anndata.concat and pass dataset_key."

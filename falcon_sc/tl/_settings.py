@@ -37,6 +37,8 @@ class DiscoverySettings:
     device: str
     n_jobs: int | None
     progress: bool
+    copy: bool = False
+    return_model: bool = False
 
     @classmethod
     def build(cls, *, preset: str | FalconConfig = "default", options: Mapping[str, Any] | None = None, **values):
@@ -67,8 +69,7 @@ class DiscoverySettings:
     def params(self, *, config: FalconConfig, **facts) -> dict[str, Any]:
         """The ``uns[key]["params"]`` record: every option as given, ``config`` as the run resolved it, and the
         ``facts`` the run established (datasets, input kind, normalisation, schedule, …)."""
-        given = {
-            f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("config", "progress")
-        }
+        unrecorded = ("config", "progress", "copy", "return_model")  # how the call runs and returns, not the result
+        given = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in unrecorded}
         given["n_fine_range"] = list(self.n_fine_range) if self.n_fine_range is not None else None
         return {**given, **facts, "config": config.to_dict()}

@@ -5,10 +5,15 @@ simulated 33-gene check panel drawn at a real tissue panel's depth: the molecule
 then ``discover_subtypes`` (default preset, true ``n_fine``) with ``target_sum=1e4`` and with ``target_sum`` =
 the dataset's median total, ACC / ARI as mean over seeds. Prints a markdown table.
 
-    python bench/normalisation.py [--pbmc3k PATH] [--zeisel PATH] [--seeds 0 1 2]
+    python bench/experiments/normalisation.py [--pbmc3k PATH] [--zeisel PATH] [--seeds 0 1 2]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: accuracy, simulations
 
 import argparse
 from pathlib import Path
@@ -30,7 +35,9 @@ def main() -> None:
     print()
     print("| data | genes | molecules per gene, median cell | scaled to 10,000 | scaled to the median total |")
     print("|---|---|---|---|---|")
-    for name, (adata, coarse_key, fine_key) in load_datasets(args.datasets, args.pbmc3k, args.zeisel).items():
+    for name, (adata, coarse_key, fine_key) in load_datasets(
+        args.datasets, args.pbmc3k, {"zeisel": args.zeisel}
+    ).items():
         counts = adata.layers.get("counts", adata.X)
         median = float(np.median(np.asarray(counts.sum(1)).ravel()))
         n_fine = adata.obs[fine_key].nunique()

@@ -6,10 +6,15 @@ k-means inside each class with the true counts, and the supervised ceiling (5-fo
 regression on the fine labels, as in ``bench/accuracy.py``). A class whose ceiling is low holds subtypes that
 its genes barely tell apart; splitting it lowers the overall ARI below the coarse labels' whatever the method.
 
-    python bench/within_class.py [--zeisel PATH] [--seed 0]
+    python bench/experiments/within_class.py [--zeisel PATH] [--seed 0]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: accuracy, simulations
 
 import argparse
 from pathlib import Path

@@ -9,10 +9,15 @@ ARI of FALCON (default preset, ``random_state=0``) with that estimate and with t
 from the default allocation, not from the estimate's per-class counts). Prints a markdown table and the relative
 error of both estimates over the simulated grid (median, quartiles, max).
 
-    python bench/estimate_kf.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--only NAME ...]
+    python bench/experiments/estimate_kf.py [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad] [--only NAME ...]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: accuracy, simulations
 
 import argparse
 import time

@@ -10,10 +10,15 @@ effects, and two small 150/300-gene settings like those of the test suite); chec
 after that. Default preset otherwise; prints ACC / ARI per setting and seed, and the mean
 change.
 
-    python bench/neighbor_space.py [--seeds 0] [--only NAME ...]
+    python bench/experiments/neighbor_space.py [--seeds 0] [--only NAME ...]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: accuracy, simulations
 
 import argparse
 import warnings

@@ -3,7 +3,7 @@
 Default preset, seeds 0, 1, 2, for each value: pbmc3k (6 → 9; skipped if the file is absent), pbmc68k
 (6 → 10) and simulated data of the paper's PBMC COVID shape (8,000 cells, 27 → 83). Prints ACC / ARI.
 
-    python bench/lambda_reg_hard.py [--values 0.2 1.0] [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad]
+    python bench/experiments/lambda_reg_hard.py [--values 0.2 1.0] [--pbmc3k ../shared/data/pbmc3k_labeled.h5ad]
 """
 
 from __future__ import annotations

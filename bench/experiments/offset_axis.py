@@ -6,10 +6,15 @@ without ``sc.pp.scale``, as the quick-start tutorial makes them), for pbmc3k, it
 Whole transcriptomes search their genes by Euclidean distance, which the option does not change. Default preset
 otherwise; prints ACC / ARI, macro ACC and populated subtypes (mean over seeds) with the option off and on.
 
-    python bench/offset_axis.py [--pbmc3k PATH] [--zeisel PATH] [--seeds 0 1 2] [--datasets ...]
+    python bench/experiments/offset_axis.py [--pbmc3k PATH] [--zeisel PATH] [--seeds 0 1 2] [--datasets ...]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: accuracy, simulations
 
 import argparse
 import warnings
@@ -40,7 +45,9 @@ def main() -> None:
     parser.add_argument("--datasets", nargs="+", default=DATASETS, choices=DATASETS)
     args = parser.parse_args()
     rows = []
-    for name, (adata, coarse_key, fine_key) in load_datasets(args.datasets, args.pbmc3k, args.zeisel).items():
+    for name, (adata, coarse_key, fine_key) in load_datasets(
+        args.datasets, args.pbmc3k, {"zeisel": args.zeisel}
+    ).items():
         adata = adata.copy()
         adata.obsm["X_pca_scaled"], _ = baseline_representation(adata, coarse_key, 50)
         adata.obsm["X_pca_log"] = log_pcs(adata, 50)

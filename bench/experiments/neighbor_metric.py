@@ -7,11 +7,17 @@ simulations (2,000 genes) made to check the Euclidean gain found on sim-hard and
 seeds, imbalance and cell-size effects. Default preset otherwise; prints ACC / ARI per setting, seed and
 metric, and the mean change with Euclidean per kind of input.
 
-    python bench/neighbor_metric.py [--seeds 0 1 2] [--only NAME ...] [--metrics cosine euclidean] [--rows CSV]
-    python bench/neighbor_metric.py --from-rows CSV [CSV ...]
+    python bench/experiments/neighbor_metric.py [--seeds 0 1 2] [--only NAME ...] [--metrics cosine euclidean]
+                                                [--rows CSV]
+    python bench/experiments/neighbor_metric.py --from-rows CSV [CSV ...]
 """
 
 from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # bench/: accuracy, simulations
 
 import argparse
 import warnings
