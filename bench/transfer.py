@@ -1,8 +1,9 @@
 """Label transfer with a saved model: train FALCON on one half of pbmc3k, save it, load it, and predict the
 other half, against FALCON run on that other half itself (transductive) and on all cells.
 
-pbmc3k's cells are dealt at random into halves A (reference) and B (query) for every seed. Scored on B's
-cells against its fine labels: ACC (Hungarian) and ARI.
+pbmc3k's cells (the copy bundled with the package, ``fs.datasets.pbmc3k_hierarchy()``, as the tests use; or the
+labeled reference with ``--pbmc3k``) are dealt at random into halves A (reference) and B (query) for every seed.
+Scored on B's cells against its fine labels: ACC (Hungarian) and ARI.
 - transfer: ``discover_subtypes(A, n_fine=9, return_model=True)`` → ``save`` → ``FalconModel.load`` →
   ``predict(B, coarse_key=...)`` (each cell restricted to its coarse class's subtypes);
 - transductive B: ``discover_subtypes(B, n_fine=9)``;
@@ -58,14 +59,15 @@ def one_seed(adata, seed: int) -> dict[str, tuple[float, float, float]]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--pbmc3k", type=Path, default=Path("../shared/data/pbmc3k_labeled.h5ad"))
+    parser.add_argument("--pbmc3k", type=Path, default=None, help="the labeled reference instead of the bundled copy")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     args = parser.parse_args()
-    if not args.pbmc3k.exists():
-        raise SystemExit(f"{args.pbmc3k} not found; pass --pbmc3k (see ../shared/data/README.md)")
-    adata = sc.read_h5ad(args.pbmc3k)
+    if args.pbmc3k is not None and not args.pbmc3k.exists():
+        raise SystemExit(f"{args.pbmc3k} not found (see ../shared/data/README.md)")
+    adata = fs.datasets.pbmc3k_hierarchy() if args.pbmc3k is None else sc.read_h5ad(args.pbmc3k)
     runs = [one_seed(adata, seed) for seed in args.seeds]
-    print(f"pbmc3k halves ({adata.n_obs} cells), query = half B; {len(args.seeds)} seeds {args.seeds}\n")
+    source = "bundled copy" if args.pbmc3k is None else str(args.pbmc3k)
+    print(f"pbmc3k halves ({adata.n_obs} cells, {source}), query = half B; {len(args.seeds)} seeds {args.seeds}\n")
     print("| run (scored on B) | ACC | ARI | per seed ACC | s (train + save/load + predict) | s predict |")
     print("|---|---|---|---|---|---|")
     for name in runs[0]:

@@ -3,7 +3,6 @@
 import copy
 import json
 import pickle
-from pathlib import Path
 
 import anndata as ad
 import conftest
@@ -250,13 +249,9 @@ def test_model_of_several_datasets_predicts_in_either_taxonomy():
         model.predict(query, dataset="D9")
 
 
-PBMC3K = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "pbmc3k_labeled.h5ad"
-
-
 @pytest.mark.slow
-@pytest.mark.skipif(not PBMC3K.exists(), reason=f"pbmc3k reference data not found at {PBMC3K}")
 def test_transfer_between_pbmc3k_halves_matches_a_run_on_the_query(tmp_path):
-    adata = ad.read_h5ad(PBMC3K)
+    adata = fs.datasets.pbmc3k_hierarchy()  # bundled with the package: every clone and install runs this gate
     half = np.random.default_rng(0).permutation(adata.n_obs) % 2
     ref, query = adata[half == 0].copy(), adata[half == 1].copy()
     # Default training, one run each: what transfers is the trained classifier, whichever restart it came from.
@@ -268,5 +263,6 @@ def test_transfer_between_pbmc3k_halves_matches_a_run_on_the_query(tmp_path):
     truth = query.obs["cell_type_fine"]
     acc_transfer = fs.metrics.cluster_accuracy(truth, transferred.obs["falcon"])
     acc_alone = fs.metrics.cluster_accuracy(truth, alone.obs["falcon"])
-    # 2-core CPU, default preset: 93.1 transferred vs 93.3 for a run on the query itself
-    assert acc_transfer >= 0.925 and acc_transfer >= acc_alone - 0.01, (acc_transfer, acc_alone)
+    # bench/results/transfer_cpu.md, seed 0 (this split and seed): 91.0 transferred, 79.0 for a run on the query
+    # itself; the floor is that less half a point of cross-CPU numerical noise
+    assert acc_transfer >= 0.905 and acc_transfer >= acc_alone - 0.01, (acc_transfer, acc_alone)
