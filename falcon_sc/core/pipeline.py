@@ -60,6 +60,13 @@ class _Start:
     single: bool
 
 
+def _starts(config: FalconConfig, fixed, coarse_blocks) -> tuple[bool, bool]:
+    """Whether the run is on one dataset, and whether its restarts start warm (several datasets: only with M
+    learned)."""
+    single = coarse_blocks is None or len(coarse_blocks) == 1
+    return single, config.warm_start != "none" and (single or fixed is None)
+
+
 def _check_config(config: FalconConfig, fixed, coarse_blocks) -> None:
     """Refuse a config the engine cannot run: unresolved ``"auto"`` options, or a warm start without the M it
     starts from."""
@@ -68,8 +75,7 @@ def _check_config(config: FalconConfig, fixed, coarse_blocks) -> None:
             f"The config still says 'auto' for {config.unresolved()}: decide them for your input with "
             "config.resolved(n_genes=..., n_cells=...) (n_genes=None for an embedding) before calling the engine."
         )
-    single = coarse_blocks is None or len(coarse_blocks) == 1
-    warm = config.warm_start != "none" and (single or fixed is None)
+    _, warm = _starts(config, fixed, coarse_blocks)
     if warm and fixed is None and config.relationship_init != "proportional":
         raise ValueError("warm_start needs relationship_init='proportional' (the M it starts from).")
 
@@ -137,8 +143,7 @@ def _start(rep: _Representation, coarse, n_coarse, n_fine, fixed, coarse_blocks,
     Several datasets: the allocation and the warm starts run on the first dataset's taxonomy, into which every
     other dataset's cells are placed by their nearest class (:func:`~.allocation.joint_start` derives the other
     datasets' M from that)."""
-    single = coarse_blocks is None or len(coarse_blocks) == 1
-    warm = config.warm_start != "none" and (single or fixed is None)
+    single, warm = _starts(config, fixed, coarse_blocks)
     n_first = n_coarse if single else coarse_blocks[0]
     proxy = coarse
     if not single and warm:
